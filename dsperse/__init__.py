@@ -1,0 +1,50 @@
+"""dsperse: distributed proof of inference.
+
+    import dsperse
+    plan = dsperse.slice("model.onnx", max_slices=4)
+    run = dsperse.prove(plan, inputs="input.json", workdir="runs/x")
+    assert dsperse.verify(run)
+    print(run.output, run.receipt)
+
+The core (slicing, circuits, proving, linking, verification) needs no Ray;
+``cluster=`` hands slice proving to Ray actors, ``dsperse.chain`` puts receipts on an EVM chain.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .artifacts import Circuit, Receipt, Run, Slice, SlicePlan, SliceProof, Witness
+from .circuits import CircuitConfig, compile_plan
+from .errors import DsperseError
+from .pipeline import prove
+from .slicing import Strategy, slice_model
+from .verification import Tolerance, verify
+
+__version__ = "0.1.0"
+
+
+def slice(  # noqa: A001 - the SDK verb is the point
+    model: Path | str,
+    out_dir: Path | str | None = None,
+    *,
+    max_slices: int | None = None,
+    strategy: Strategy = "balanced",
+    cuts: Sequence[int] | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> SlicePlan:
+    """Cut ``model`` into consecutive slices; see :func:`dsperse.slicing.slice_model`."""
+    return slice_model(model, out_dir, max_slices=max_slices, strategy=strategy, cuts=cuts, input_shape=input_shape)
+
+
+def compile(plan: SlicePlan | Path | str, **kwargs) -> list[Circuit]:  # noqa: A001
+    """Circuits and keys for every slice (cached); see :func:`dsperse.circuits.compile_plan`."""
+    if not isinstance(plan, SlicePlan):
+        plan = SlicePlan.load(plan)
+    return compile_plan(plan, **kwargs)
+
+
+__all__ = [
+    "Circuit", "CircuitConfig", "DsperseError", "Receipt", "Run", "Slice", "SlicePlan", "SliceProof", "Tolerance", "Witness",
+    "compile", "prove", "slice", "verify",
+]

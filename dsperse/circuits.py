@@ -1,0 +1,175 @@
+"""Per-slice circuits: settings, calibration, compile and key setup, cached by content.
+
+Scales chain through the slices: slice i+1's input scale is slice i's output
+scale, so slice i's output field elements feed slice i+1 unchanged and the
+boundary commitment is the same polynomial on both sides. Every slice gets the
+same logrows so one SRS serves them all (and an aggregator later).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import ezkl
+import numpy as np
+from filelock import FileLock
+
+from . import _ezkl, srs as srs_mod, storage
+from .artifacts import Circuit, SlicePlan
+from .errors import CircuitError
+from .slicing import reference_outputs
+
+log = logging.getLogger(__name__)
+
+MIN_LOGROWS = 15  # EZKL 22.3 range-checks by decomposition with base 2^14: smaller tables do not fit
+
+
+@dataclass(frozen=True)
+class CircuitConfig:
+    """How slices become circuits. Boundaries are always committed the same way on both sides."""
+
+    input_visibility: Literal["public", "polycommit", "hashed", "private"] = "public"
+    """Visibility of the model's input (slice 0's input)."""
+    output_visibility: Literal["public", "polycommit", "hashed", "private"] = "public"
+    """Visibility of the model's output (the last slice's output)."""
+    boundary_visibility: Literal["polycommit", "hashed"] = "polycommit"
+    """How slice i's output / slice i+1's input is exposed; polycommit links by KZG commitment."""
+    param_visibility: Literal["fixed", "private", "public"] = "fixed"
+    """fixed bakes weights into the verifying key, so a proof for other weights fails verification."""
+    scale: int | None = None
+    """Fixed-point scale (bits). None: let EZKL calibrate it on slice 0."""
+    logrows: int | None = None
+    """Rows as a power of two for every slice. None: the smallest that fits all slices."""
+    calibration_target: Literal["resources", "accuracy"] = "resources"
+    proof_type: Literal["single", "for-aggr"] = "single"
+    """for-aggr uses a Poseidon transcript so the proofs can be aggregated; single is EVM-verifiable."""
+
+    def visibilities(self, index: int, count: int) -> tuple[str, str]:
+        first, last = index == 0, index == count - 1
+        return (
+            self.input_visibility if first else self.boundary_visibility,
+            self.output_visibility if last else self.boundary_visibility,
+        )
+
+
+def compile_plan(
+    plan: SlicePlan,
+    *,
+    srs: Path | str | None = None,
+    cache: Path | str | None = None,
+    config: CircuitConfig = CircuitConfig(),
+    calibration_input: np.ndarray | None = None,
+    on_circuit: Callable[[Circuit], None] | None = None,
+) -> list[Circuit]:
+    """Build (or fetch from cache) a circuit and keys for every slice of ``plan``."""
+    _ezkl.quiet_logs()
+    cache_root = srs_mod.cache_dir(cache)
+    if calibration_input is None:
+        calibration_input = np.random.default_rng(0).standard_normal(plan.input_shape).astype(np.float32)
+    acts = [np.asarray(calibration_input, np.float32), *reference_outputs(plan, calibration_input)]
+    n = len(plan.slices)
+
+    with tempfile.TemporaryDirectory(prefix="dsperse-settings-") as tmpd:
+        tmp = Path(tmpd)
+        data_paths = []
+        for i, s in enumerate(plan.slices):
+            dp = tmp / f"cal_{i}.json"
+            dp.write_text(json.dumps({"input_data": [acts[i].flatten().tolist()]}))
+            data_paths.append(dp)
+
+        scale = config.scale
+        if scale is None:
+            scale = _calibrate(plan.slices[0].path, data_paths[0], tmp / "scale.json", config, None)["run_args"]["input_scale"]
+        logrows = config.logrows or max(
+            MIN_LOGROWS,
+            *(_calibrate(s.path, data_paths[i], tmp / f"k_{i}.json", config, scale)["run_args"]["logrows"] for i, s in enumerate(plan.slices)),
+        )
+        while True:
+            settings, in_scale = [], scale
+            for i, s in enumerate(plan.slices):
+                vis_in, vis_out = config.visibilities(i, n)
+                ra = _ezkl.run_args(
+                    input_visibility=vis_in, output_visibility=vis_out, param_visibility=config.param_visibility,
+                    input_scale=in_scale, param_scale=scale, logrows=logrows, check_mode="safe",
+                )
+                sp = tmp / f"settings_{i}.json"
+                _ezkl.call(f"gen_settings (slice {i})", CircuitError, ezkl.gen_settings, str(s.path), str(sp), py_run_args=ra)
+                st = storage.read_json(sp)
+                settings.append(st)
+                in_scale = st["model_output_scales"][0]
+            need = max(_min_logrows(st) for st in settings)
+            if need <= logrows or config.logrows:
+                if need > logrows:
+                    raise CircuitError(f"logrows={logrows} is too small: the largest slice needs {need}")
+                break
+            logrows = need
+
+    the_srs = srs_mod.resolve(logrows, srs, cache_root)
+    circuits = []
+    for i, (s, st) in enumerate(zip(plan.slices, settings)):
+        c = _build(i, s.path, st, the_srs, cache_root)
+        circuits.append(c)
+        if on_circuit:
+            on_circuit(c)
+    return circuits
+
+
+def _calibrate(model: Path, data: Path, out: Path, config: CircuitConfig, scale: int | None) -> dict:
+    ra = _ezkl.run_args(param_visibility=config.param_visibility)
+    _ezkl.call("gen_settings", CircuitError, ezkl.gen_settings, str(model), str(out), py_run_args=ra)
+    with _ezkl.silenced():
+        _ezkl.call(
+            "calibrate_settings", CircuitError, ezkl.calibrate_settings, str(data), str(model), str(out),
+            config.calibration_target, scales=[scale] if scale is not None else None,
+        )
+    return storage.read_json(out)
+
+
+def _min_logrows(settings: dict) -> int:
+    rows = settings["num_rows"] + (settings.get("num_blinding_factors") or 5) + 8
+    return max(MIN_LOGROWS, int(np.ceil(np.log2(max(rows, 2)))))
+
+
+def key_id(slice_onnx: Path, settings: dict, srs_id: str) -> str:
+    """Content address of a circuit's keys: same slice, same settings, same SRS -> same keys."""
+    canonical = {k: v for k, v in settings.items() if k != "timestamp"}
+    return storage.sha256_bytes(
+        Path(slice_onnx).read_bytes(), json.dumps(canonical, sort_keys=True).encode(), srs_id.encode(), _ezkl.EZKL_VERSION.encode()
+    )
+
+
+def _build(index: int, model: Path, settings: dict, the_srs: srs_mod.SRS, cache_root: Path) -> Circuit:
+    kid = key_id(model, settings, the_srs.id)
+    d = cache_root / "keys" / kid
+    files = {"settings": d / "settings.json", "compiled": d / "circuit.ezkl", "vk": d / "vk.key", "pk": d / "pk.key"}
+    d.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(d / ".lock")):
+        reused = all(p.exists() for p in files.values())
+        if not reused:
+            log.info("slice %d: compile + setup (k=%d, key %s)", index, settings["run_args"]["logrows"], kid[:12])
+            storage.write_json(files["settings"], settings)
+            with storage.atomic_path(files["compiled"]) as tmp:
+                _ezkl.call(f"compile_circuit (slice {index})", CircuitError, ezkl.compile_circuit, str(model), str(tmp), str(files["settings"]))
+            with storage.atomic_path(files["vk"]) as tvk, storage.atomic_path(files["pk"]) as tpk:
+                _ezkl.call(f"setup (slice {index})", CircuitError, ezkl.setup, str(files["compiled"]), str(tvk), str(tpk), str(the_srs.path))
+        else:
+            log.info("slice %d: keys found in cache (%s)", index, kid[:12])
+    ra = settings["run_args"]
+    return Circuit(
+        slice_index=index, key_id=kid, compiled=files["compiled"], settings=files["settings"], vk=files["vk"], pk=files["pk"],
+        srs=the_srs.path, logrows=ra["logrows"], input_scale=ra["input_scale"], output_scale=settings["model_output_scales"][0],
+        input_visibility=_vis(ra["input_visibility"]), output_visibility=_vis(ra["output_visibility"]),
+        num_rows=settings["num_rows"], reused=reused,
+    )
+
+
+def _vis(v) -> str:
+    """EZKL writes visibilities as 'Public', 'KZGCommit', {'Hashed': {...}}; normalise to our names."""
+    name = v if isinstance(v, str) else next(iter(v))
+    return {"Public": "public", "KZGCommit": "polycommit", "Private": "private", "Fixed": "fixed", "Hashed": "hashed"}.get(name, name.lower())
+
+

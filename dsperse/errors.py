@@ -1,0 +1,118 @@
+"""One exception root, with a family per stage.
+
+Every error names what broke and what the user can do about it, and carries
+its context as attributes so callers can react without parsing messages.
+"""
+from __future__ import annotations
+
+
+class DsperseError(Exception):
+    """Root of every error this library raises on purpose."""
+
+
+# -- model loading -----------------------------------------------------------
+class ModelError(DsperseError):
+    """Raised when an ONNX model cannot be used at all."""
+
+
+class MalformedModelError(ModelError):
+    """Raised when a file is not a valid ONNX model (truncated, corrupt, fails onnx.checker)."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: not a valid ONNX model ({reason}). Re-export it, e.g. with torch.onnx.export.")
+
+
+class UnsupportedOpError(ModelError):
+    """Raised when a model uses ONNX ops that EZKL 22.3 cannot turn into a circuit."""
+
+    def __init__(self, path, ops: list[str]):
+        self.path, self.ops = path, sorted(set(ops))
+        super().__init__(
+            f"{path}: EZKL cannot prove these ops: {', '.join(self.ops)}. "
+            "Replace them in the model, or keep them outside the proven part."
+        )
+
+
+class DynamicShapeError(ModelError):
+    """Raised when an input has a symbolic dimension that cannot be fixed automatically."""
+
+    def __init__(self, name: str, shape):
+        self.name, self.shape = name, shape
+        super().__init__(
+            f"input {name!r} has dynamic shape {shape}; circuits need static shapes. "
+            "Pass input_shape=(...) (CLI: --input-shape) to fix it."
+        )
+
+
+class InputShapeError(ModelError):
+    """Raised when the data given for a model does not fit its input shape."""
+
+    def __init__(self, expected, got, detail: str = ""):
+        self.expected, self.got = tuple(expected), got
+        super().__init__(f"input has {got} but the model expects shape {self.expected}{detail}")
+
+
+# -- slicing -------------------------------------------------------------------
+class SlicingError(DsperseError):
+    """Raised when a model cannot be cut as asked."""
+
+
+# -- circuits and keys ---------------------------------------------------------
+class CircuitError(DsperseError):
+    """Raised when EZKL fails to build settings, compile or set up a slice circuit."""
+
+
+class MissingArtifactError(DsperseError):
+    """Raised when a file a stage needs (key, SRS, witness, proof) is not there."""
+
+    def __init__(self, what: str, path):
+        self.what, self.path = what, path
+        super().__init__(f"missing {what}: {path}. Run the stage that makes it (see `dsperse --help`).")
+
+
+class SRSError(DsperseError):
+    """Raised when no SRS of the needed size can be found or made."""
+
+
+# -- proving and verification --------------------------------------------------
+class ProofError(DsperseError):
+    """Raised when witness generation or proving fails."""
+
+
+class VerificationError(DsperseError):
+    """Raised when a proof, a link or an output check does not hold."""
+
+    def __init__(self, message: str, slice_index: int | None = None):
+        self.slice_index = slice_index
+        super().__init__(message)
+
+
+class LinkError(VerificationError):
+    """Raised when slice i's output commitment is not slice i+1's input commitment."""
+
+
+# -- aggregation ---------------------------------------------------------------
+class AggregationError(DsperseError):
+    """Raised when an aggregation plan cannot run, e.g. no node has the memory."""
+
+
+# -- chain ---------------------------------------------------------------------
+class ChainError(DsperseError):
+    """Raised for chain failures."""
+
+
+class ChainUnavailableError(ChainError):
+    """Raised when the RPC endpoint cannot be reached."""
+
+
+class TransactionRevertedError(ChainError):
+    """Raised when a transaction reverts; carries the revert reason when the chain gives one."""
+
+    def __init__(self, reason: str, tx_hash: str | None = None):
+        self.reason, self.tx_hash = reason, tx_hash
+        super().__init__(f"transaction reverted: {reason}")
+
+
+class ToolchainError(DsperseError):
+    """Raised when anvil, cast or solc is missing; says how to install them."""

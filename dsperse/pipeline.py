@@ -1,0 +1,209 @@
+"""prove(): slice plan + input -> witnesses -> slice proofs -> receipt, resumable.
+
+The run directory's ``manifest.json`` records each finished witness and proof
+with its hash. Re-running with the same workdir, keys and input skips what is
+already done, so a killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import storage
+from .artifacts import Circuit, Run, SlicePlan, SliceProof, Witness
+from .backends import LocalBackend, ProverBackend
+from .circuits import CircuitConfig, compile_plan
+from .errors import DsperseError, InputShapeError, MissingArtifactError
+from .model import coerce_input
+from .progress import Progress
+from .proving import ProveTask, generate_witness, quantize_input, read_proof, witness_outputs, witness_record
+from .receipts import make_receipt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Manifest:
+    """What a run has finished so far; written atomically after every step."""
+
+    path: Path
+    key_ids: list[str]
+    input_digest: str
+    job_id: str | None
+    witnesses: dict[str, str] = field(default_factory=dict)
+    proofs: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: Path, key_ids: list[str], input_digest: str, job_id: str | None) -> "Manifest":
+        if path.exists():
+            data = storage.read_json(path)
+            if data["key_ids"] != key_ids or data["input_digest"] != input_digest or data.get("job_id") != job_id:
+                raise DsperseError(
+                    f"{path.parent} holds a run of another model, input or job; use a fresh workdir or delete it"
+                )
+            return cls(path, key_ids, input_digest, job_id, data.get("witnesses", {}), data.get("proofs", {}))
+        m = cls(path, key_ids, input_digest, job_id)
+        m.save()
+        return m
+
+    def save(self) -> None:
+        storage.write_json(
+            self.path,
+            {"key_ids": self.key_ids, "input_digest": self.input_digest, "job_id": self.job_id,
+             "witnesses": self.witnesses, "proofs": self.proofs},
+        )
+
+    def done_witness(self, i: int, path: Path) -> bool:
+        return path.exists() and self.witnesses.get(str(i)) == storage.sha256_file(path)
+
+    def done_proof(self, i: int, path: Path) -> SliceProof | None:
+        rec = self.proofs.get(str(i))
+        if rec and path.exists() and rec["sha256"] == storage.sha256_file(path):
+            return SliceProof(i, path, rec["sha256"], rec["seconds"], rec.get("prover", ""))
+        return None
+
+
+def load_inputs(inputs) -> list[np.ndarray]:
+    """Accept an EZKL-style JSON file ({"input_data": [[...]]}), a .npy file, an array or a list of them (a batch)."""
+    if isinstance(inputs, (str, Path)):
+        p = Path(inputs)
+        if not p.exists():
+            raise MissingArtifactError("input file", p)
+        if p.suffix == ".npy":
+            return [np.load(p)]
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputShapeError((), f"{p} is not JSON ({exc})") from exc
+        rows = data["input_data"] if isinstance(data, dict) else data
+        return [np.asarray(r, np.float32) for r in rows] if isinstance(rows[0], list) else [np.asarray(rows, np.float32)]
+    if isinstance(inputs, np.ndarray):
+        return [inputs]
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (np.ndarray, list, tuple, str, Path)):
+        return [x for item in inputs for x in load_inputs(item)] if not _is_flat_numbers(inputs) else [np.asarray(inputs, np.float32)]
+    return [np.asarray(inputs, np.float32)]
+
+
+def _is_flat_numbers(xs) -> bool:
+    return all(isinstance(x, (int, float)) for x in xs)
+
+
+def prove(
+    plan: SlicePlan | Path | str,
+    inputs,
+    workdir: Path | str | None = None,
+    *,
+    srs: Path | str | None = None,
+    cache: Path | str | None = None,
+    config: CircuitConfig = CircuitConfig(),
+    circuits: Sequence[Circuit] | None = None,
+    job_id: str | None = None,
+    backend: ProverBackend | None = None,
+    cluster: str | None = None,
+    progress: bool = True,
+    on_slice_proven: Callable[[SliceProof], None] | None = None,
+) -> Run | list[Run]:
+    """Prove ``inputs`` through every slice of ``plan``; returns a Run (or one per input for a batch).
+
+    ``cluster`` ("auto" or a Ray address) proves each slice on its own Ray actor; without it,
+    slices are proven in this process. A batch writes ``workdir/<n>/`` per input.
+    """
+    if not isinstance(plan, SlicePlan):
+        plan = SlicePlan.load(plan)
+    xs = load_inputs(inputs)
+    workdir = Path(workdir) if workdir is not None else plan.root.parent / "runs" / "latest"
+    if circuits is None:
+        circuits = compile_plan(plan, srs=srs, cache=cache, config=config, calibration_input=coerce_input(plan.input_shape, xs[0]))
+    if cluster is not None:
+        from .distributed import prove_on_ray  # Ray stays out of the core import path
+
+        return prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster, config=config,
+                            progress=progress, on_slice_proven=on_slice_proven)
+    backend = backend or LocalBackend()
+    if len(xs) == 1:
+        return prove_one(plan, list(circuits), xs[0], workdir, job_id=job_id, backend=backend, config=config,
+                         progress=progress, on_slice_proven=on_slice_proven)
+    return [
+        prove_one(plan, list(circuits), x, workdir / str(n), job_id=f"{job_id}/{n}" if job_id else None, backend=backend,
+                  config=config, progress=progress, on_slice_proven=on_slice_proven)
+        for n, x in enumerate(xs)
+    ]
+
+
+def prepare_witnesses(plan: SlicePlan, circuits: list[Circuit], x: np.ndarray, workdir: Path, manifest: Manifest) -> list[Witness]:
+    """Generate (or reuse) every slice's witness, in order."""
+    witnesses: list[Witness] = []
+    values: list = np.asarray(x, np.float64).flatten().tolist()
+    for c in circuits:
+        path = workdir / f"witness_{c.slice_index}.json"
+        if not manifest.done_witness(c.slice_index, path):
+            generate_witness(c, values, path)
+            manifest.witnesses[str(c.slice_index)] = storage.sha256_file(path)
+            manifest.save()
+        witnesses.append(witness_record(c.slice_index, path))
+        values = witness_outputs(path)
+    return witnesses
+
+
+def prove_one(
+    plan: SlicePlan,
+    circuits: list[Circuit],
+    x: np.ndarray,
+    workdir: Path,
+    *,
+    job_id: str | None,
+    backend: ProverBackend,
+    config: CircuitConfig,
+    progress: bool = True,
+    on_slice_proven: Callable[[SliceProof], None] | None = None,
+) -> Run:
+    x = coerce_input(plan.input_shape, x)
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    storage.write_json(workdir / "input.json", {"input_data": [x.flatten().tolist()]})
+    digest = storage.sha256_bytes(*(f.encode() for f in quantize_input(x, circuits[0].input_scale)))
+    manifest = Manifest.open(workdir / "manifest.json", [c.key_id for c in circuits], digest, job_id)
+
+    witnesses = prepare_witnesses(plan, circuits, x, workdir, manifest)
+
+    records: dict[int, SliceProof] = {}
+    todo = []
+    for c, w in zip(circuits, witnesses):
+        out = workdir / f"proof_{c.slice_index}.json"
+        done = manifest.done_proof(c.slice_index, out)
+        if done:
+            records[c.slice_index] = done
+        else:
+            todo.append(ProveTask.for_slice(c, w.path, out, config.proof_type))
+    if records:
+        log.info("resuming %s: %d of %d slices already proven", workdir, len(records), len(circuits))
+
+    bar = Progress(total=len(circuits), initial=len(records), desc=f"proving {workdir.name}", enabled=progress)
+
+    def landed(p: SliceProof) -> None:
+        records[p.slice_index] = p
+        manifest.proofs[str(p.slice_index)] = {"sha256": p.sha256, "seconds": p.seconds, "prover": p.prover}
+        manifest.save()
+        bar.update()
+        if on_slice_proven:
+            on_slice_proven(p)
+
+    try:
+        backend.prove(todo, landed)
+    finally:
+        bar.close()
+    return finish_run(plan, circuits, witnesses, [records[c.slice_index] for c in circuits], workdir, job_id)
+
+
+def finish_run(plan, circuits, witnesses, records, workdir: Path, job_id: str | None) -> Run:
+    proofs = [read_proof(r.path) for r in records]
+    fallback = witness_outputs(witnesses[-1].path)
+    receipt = make_receipt(proofs, records, circuits, plan.input_shape, plan.output_shape, job_id, fallback)
+    run = Run(workdir=workdir, plan=plan, circuits=list(circuits), witnesses=list(witnesses), proofs=list(records), receipt=receipt)
+    run.save()
+    return run

@@ -1,0 +1,100 @@
+"""Witnesses and slice proofs.
+
+Witnesses run in sequence (slice i+1 eats slice i's field-element outputs, so the
+boundary values are bit-identical on both sides). Each proof is then an
+independent call that takes only paths: any process or Ray actor can make it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import ezkl
+import numpy as np
+
+from . import _ezkl, storage
+from .artifacts import Circuit, SliceProof, Witness
+from .errors import MissingArtifactError, ProofError
+
+
+def generate_witness(circuit: Circuit, values: Sequence, out: Path) -> Witness:
+    """Witness for one slice; ``values`` are floats (slice 0) or the previous slice's output felts."""
+    out = Path(out)
+    data = out.with_name(out.stem + ".input.json")
+    storage.write_json(data, {"input_data": [list(values)]})
+    with storage.atomic_path(out) as tmp:
+        _ezkl.call(
+            f"gen_witness (slice {circuit.slice_index})", ProofError, ezkl.gen_witness,
+            str(data), str(circuit.compiled), str(tmp), str(circuit.vk), str(circuit.srs),
+        )
+    return witness_record(circuit.slice_index, out)
+
+
+def witness_record(index: int, path: Path) -> Witness:
+    w = storage.read_json(path)
+    return Witness(index, Path(path), _commit(w.get("processed_inputs")), _commit(w.get("processed_outputs")))
+
+
+def _commit(processed) -> str | None:
+    if processed and processed.get("polycommit"):
+        return processed["polycommit"][0][0]
+    return None
+
+
+def witness_outputs(path: Path) -> list[str]:
+    """The slice's output as field elements: exactly what the next slice must consume."""
+    return [f for tensor in storage.read_json(path)["outputs"] for f in tensor]
+
+
+@dataclass(frozen=True)
+class ProveTask:
+    """Everything a prover needs, as paths, so it can be shipped to another process."""
+
+    slice_index: int
+    witness: Path
+    compiled: Path
+    pk: Path
+    srs: Path
+    out: Path
+    proof_type: str = "single"
+
+    @classmethod
+    def for_slice(cls, circuit: Circuit, witness: Path, out: Path, proof_type: str = "single") -> "ProveTask":
+        return cls(circuit.slice_index, Path(witness), circuit.compiled, circuit.pk, circuit.srs, Path(out), proof_type)
+
+
+def prove_slice(task: ProveTask) -> SliceProof:
+    """Prove one slice. Idempotent: re-running overwrites the proof atomically with an equally valid one."""
+    for what in ("witness", "compiled", "pk", "srs"):
+        if not Path(getattr(task, what)).exists():
+            raise MissingArtifactError(f"{what} for slice {task.slice_index}", getattr(task, what))
+    t0 = time.perf_counter()
+    with storage.atomic_path(task.out) as tmp:
+        _ezkl.call(
+            f"prove (slice {task.slice_index})", ProofError, ezkl.prove,
+            str(task.witness), str(task.compiled), str(task.pk), str(tmp), task.proof_type, str(task.srs),
+        )
+    seconds = time.perf_counter() - t0
+    return SliceProof(
+        slice_index=task.slice_index, path=task.out, sha256=storage.sha256_file(task.out), seconds=seconds,
+        prover=f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+def quantize_input(values: np.ndarray, scale: int) -> list[str]:
+    """The field elements EZKL commits to for a float input at ``scale``."""
+    return [ezkl.float_to_felt(float(v), scale) for v in np.asarray(values, np.float64).flatten()]
+
+
+def read_proof(path: Path) -> dict:
+    if not Path(path).exists():
+        raise MissingArtifactError("proof", path)
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ProofError(f"{path}: proof file is not valid JSON ({exc})") from exc

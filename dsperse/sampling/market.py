@@ -1,0 +1,352 @@
+"""Thin web3 SDK over contracts/PoSPMarket.sol, one class per role.
+
+- :class:`Market` deploys or attaches to the contract and reads its state.
+- :class:`Requester` registers models and posts jobs; :class:`Operator` stakes, commits outputs,
+  proves, unstakes; :class:`Challenger` challenges; :class:`Validator` submits re-execution verdicts.
+  Every role can draw audits, settle jobs and withdraw the wei credited to it.
+
+Every transaction is signed locally with the role's private key and first estimated, so a call that
+would revert raises :class:`~dsperse.errors.TransactionRevertedError` with the contract's reason
+(e.g. ``"PoSP: unregistered model"``) before anything is sent. Methods return the mined receipt so
+callers can account for gas exactly (``gasUsed * effectiveGasPrice``).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_utils import keccak
+from web3 import Web3
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+
+from ..errors import ChainError, TransactionRevertedError
+
+CONTRACT_PATH = Path(__file__).resolve().parents[2] / "contracts" / "PoSPMarket.sol"
+BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"
+ETHER = 10**18
+
+
+# -- commitments -------------------------------------------------------------------
+
+
+def input_commitment(data: bytes | str | Sequence[int]) -> bytes:
+    """bytes32 the requester posts for its input: keccak of the bytes, or of abi-encoded ints (felts)."""
+    if isinstance(data, str):
+        data = data.encode()
+    if isinstance(data, (bytes, bytearray)):
+        return keccak(bytes(data))
+    return keccak(abi_encode(["int256[]"], [list(int(x) for x in data)]))
+
+
+def output_hash(outputs: Sequence[int]) -> bytes:
+    """bytes32 an operator commits: keccak256(abi.encode(int256[] outputs)), as ProofOfInference hashes them."""
+    return keccak(abi_encode(["int256[]"], [[int(x) for x in outputs]]))
+
+
+def model_id_bytes(model_id: str | bytes) -> bytes:
+    """A model id as bytes32: 32 raw bytes, a 64-hex-digit string (e.g. a receipt's sha256), or keccak of a name."""
+    if isinstance(model_id, bytes):
+        if len(model_id) != 32:
+            raise ValueError(f"model id must be 32 bytes, got {len(model_id)}")
+        return model_id
+    h = model_id[2:] if model_id.startswith("0x") else model_id
+    if len(h) == 64:
+        try:
+            return bytes.fromhex(h)
+        except ValueError:
+            pass
+    return keccak(model_id.encode())
+
+
+def part_job_id(job_id: bytes) -> bytes:
+    """ProofOfInference job id of a job's always-proven part (mirrors PoSPMarket.partJobId)."""
+    tag = keccak(b"dsperse.posp.always-proven-part")
+    return keccak(abi_encode(["bytes32", "bytes32"], [tag, job_id]))
+
+
+def suffix_mask(slice_count: int, first_proven: int) -> int:
+    """Bitmask marking slices first_proven..slice_count-1 as always proven (the only shape allowed)."""
+    if not 0 <= first_proven < slice_count:
+        raise ValueError(f"first proven slice {first_proven} not in 0..{slice_count - 1}")
+    return (1 << slice_count) - (1 << first_proven)
+
+
+# -- contract-side types -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """Mirror of PoSPMarket.Config (amounts in wei, windows in blocks). See docs/posp.md for choosing them."""
+
+    min_stake: int = 1 * ETHER
+    slash_amount: int = 1 * ETHER
+    min_challenge_bond: int = ETHER // 10
+    audit_bps: int = 1000
+    reporter_share_bps: int = 5000
+    commit_window: int = 20
+    audit_delay: int = 2
+    proof_window: int = 50
+    challenge_window: int = 30
+    unstake_delay: int = 10
+    validator_quorum: int = 2
+
+    def as_tuple(self) -> tuple:
+        return astuple(self)
+
+    @classmethod
+    def from_tuple(cls, t: Sequence[Any]) -> "MarketConfig":
+        return cls(*t)
+
+    @property
+    def p(self) -> float:
+        return self.audit_bps / 10_000
+
+
+class Status(enum.IntEnum):
+    NONE = 0
+    POSTED = 1
+    COMMITTED = 2
+    CLEARED = 3
+    AUDITED = 4
+    CHALLENGED = 5
+    SETTLED = 6
+    SLASHED = 7
+
+
+@dataclass(frozen=True)
+class Job:
+    model_id: bytes
+    input_hash: bytes
+    output_hash: bytes
+    requester: str
+    post_block: int
+    status: Status
+    operator: str
+    commit_block: int
+    challenger: str
+    proof_deadline: int
+    fee: int
+    bond: int
+
+    @classmethod
+    def from_tuple(cls, t: Sequence[Any]) -> "Job":
+        vals = list(t)
+        vals[5] = Status(vals[5])
+        return cls(*vals)
+
+
+@dataclass(frozen=True)
+class OperatorState:
+    stake: int
+    unstake_at: int
+    open_jobs: int
+    open_audits: int
+    registered: bool
+
+
+def compile_market() -> tuple[list, str]:
+    """(abi, creation bytecode) of PoSPMarket, compiled with the project's solc-js 0.8.20."""
+    from ..chain.toolchain import compile_solidity
+
+    c = compile_solidity({"PoSPMarket.sol": CONTRACT_PATH})["PoSPMarket"]
+    return c.abi, c.bytecode
+
+
+# -- transactions ----------------------------------------------------------------------
+
+
+def _reason(exc: ContractLogicError) -> str:
+    msg = exc.message or str(exc)
+    return msg.removeprefix("execution reverted: ").strip()
+
+
+def send(w3: Web3, key: str, call, value: int = 0, gas: int | None = None) -> dict:
+    """Estimate, sign with ``key``, send and wait for ``call`` (a bound contract function).
+
+    Raises TransactionRevertedError with the contract's reason when it would revert, ChainError when
+    the node refuses it.
+    """
+    acct = Account.from_key(key)
+    tx_params: dict[str, Any] = {"from": acct.address, "value": value}
+    try:
+        tx_params["gas"] = gas or int(call.estimate_gas(tx_params) * 1.2) + 20_000
+        tx_params["nonce"] = w3.eth.get_transaction_count(acct.address, "pending")
+        tx = call.build_transaction(tx_params)
+    except ContractLogicError as exc:
+        raise TransactionRevertedError(_reason(exc)) from exc
+    signed = acct.sign_transaction(tx)
+    try:
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    except ContractLogicError as exc:
+        raise TransactionRevertedError(_reason(exc)) from exc
+    except ValueError as exc:  # node-level refusal (nonce, funds)
+        raise ChainError(f"node refused the transaction from {acct.address}: {exc}") from exc
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    if receipt["status"] != 1:
+        raise TransactionRevertedError("transaction mined with status 0", tx_hash.hex())
+    return dict(receipt)
+
+
+def gas_cost(receipt: dict) -> int:
+    """Wei the sender paid for a mined transaction."""
+    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
+class Market:
+    """A deployed PoSPMarket: reads, event decoding, and the shared transaction path."""
+
+    def __init__(self, w3: Web3, address: str, abi: list | None = None):
+        if abi is None:
+            abi, _ = compile_market()
+        self.w3 = w3
+        self.address = Web3.to_checksum_address(address)
+        self.contract = w3.eth.contract(address=self.address, abi=abi)
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        deployer_key: str,
+        poi_address: str | None = None,
+        config: MarketConfig = MarketConfig(),
+        validators: Sequence[str] = (),
+    ) -> "Market":
+        """Deploy a market reading receipts from ``poi_address`` (None: validator path only)."""
+        abi, bytecode = compile_market()
+        factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+        poi = Web3.to_checksum_address(poi_address) if poi_address else "0x" + "00" * 20
+        receipt = send(w3, deployer_key, factory.constructor(poi, config.as_tuple()))
+        market = cls(w3, receipt["contractAddress"], abi)
+        market.deploy_receipt = receipt
+        for v in validators:
+            send(w3, deployer_key, market.contract.functions.addValidator(Web3.to_checksum_address(v)))
+        return market
+
+    # reads
+    def config(self) -> MarketConfig:
+        return MarketConfig.from_tuple(self.contract.functions.getConfig().call())
+
+    def job(self, job_id: bytes) -> Job:
+        return Job.from_tuple(self.contract.functions.getJob(job_id).call())
+
+    def operator(self, address: str) -> OperatorState:
+        return OperatorState(*self.contract.functions.operators(Web3.to_checksum_address(address)).call())
+
+    def credit(self, address: str) -> int:
+        return self.contract.functions.credit(Web3.to_checksum_address(address)).call()
+
+    def totals(self) -> dict[str, int]:
+        """Book totals; their sum equals the contract's balance (every wei is a stake, escrow or credit)."""
+        f = self.contract.functions
+        return dict(
+            staked=f.totalStaked().call(),
+            escrow=f.totalEscrow().call(),
+            credit=f.totalCredit().call(),
+            burned=f.totalBurned().call(),
+            balance=self.w3.eth.get_balance(self.address),
+        )
+
+    def events(self, receipt: dict, name: str) -> list[dict]:
+        """Decoded events ``name`` emitted in ``receipt`` by this market."""
+        return [dict(e["args"]) for e in getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
+
+    def logs(self, name: str, from_block: int = 0, to_block: int | str = "latest", **filters) -> list[dict]:
+        """Events ``name`` in a block range (argument_filters on indexed fields)."""
+        ev = getattr(self.contract.events, name)()
+        return [
+            dict(e["args"]) | {"blockNumber": e["blockNumber"]}
+            for e in ev.get_logs(from_block=from_block, to_block=to_block, argument_filters=filters or None)
+        ]
+
+    def transact(self, key: str, fn: str, *args, value: int = 0) -> dict:
+        return send(self.w3, key, getattr(self.contract.functions, fn)(*args), value=value)
+
+
+# -- roles --------------------------------------------------------------------------------
+
+
+class Role:
+    """Something holding a key that acts on a market. Anyone may draw, settle, prove and withdraw."""
+
+    def __init__(self, market: Market, private_key: str):
+        self.market = market
+        self.key = private_key
+        self.address = Account.from_key(private_key).address
+
+    def _tx(self, fn: str, *args, value: int = 0) -> dict:
+        return self.market.transact(self.key, fn, *args, value=value)
+
+    def draw_audit(self, job_id: bytes) -> tuple[bool, dict]:
+        """Draw the audit once the seed block exists; returns (sampled, receipt)."""
+        rc = self._tx("drawAudit", job_id)
+        return bool(self.market.events(rc, "AuditDrawn")[0]["sampled"]), rc
+
+    def settle(self, job_id: bytes) -> dict:
+        return self._tx("settle", job_id)
+
+    def prove_with_receipt(self, job_id: bytes) -> dict:
+        return self._tx("proveWithReceipt", job_id)
+
+    def withdraw_credit(self) -> dict:
+        return self._tx("withdrawCredit")
+
+    @property
+    def credit(self) -> int:
+        return self.market.credit(self.address)
+
+
+class Requester(Role):
+    def register_model(
+        self, model_id: bytes, slice_count: int = 1, always_proven_mask: int = 0, proven_part_model_id: bytes = b"\0" * 32
+    ) -> dict:
+        return self._tx("registerModel", model_id, slice_count, always_proven_mask, proven_part_model_id)
+
+    def post_job(self, model_id: bytes, input_hash: bytes, operator: str, fee: int) -> tuple[bytes, dict]:
+        """Post a job to ``operator`` (the requester picks); returns (job_id, receipt)."""
+        rc = self._tx("postJob", model_id, input_hash, Web3.to_checksum_address(operator), value=fee)
+        return bytes(self.market.events(rc, "JobPosted")[0]["jobId"]), rc
+
+
+class Operator(Role):
+    def stake(self, amount: int) -> dict:
+        return self._tx("stake", value=amount)
+
+    def commit(self, job_id: bytes, out_hash: bytes) -> dict:
+        return self._tx("commitOutput", job_id, out_hash)
+
+    def request_unstake(self) -> dict:
+        return self._tx("requestUnstake")
+
+    def withdraw_stake(self) -> dict:
+        return self._tx("withdrawStake")
+
+    def state(self) -> OperatorState:
+        return self.market.operator(self.address)
+
+    def assigned_jobs(self, from_block: int = 0) -> list[dict]:
+        """JobPosted events addressed to this operator."""
+        return self.market.logs("JobPosted", from_block, operator=self.address)
+
+
+class Challenger(Role):
+    def challenge(self, job_id: bytes, bond: int) -> dict:
+        return self._tx("challenge", job_id, value=bond)
+
+
+class Validator(Role):
+    def submit_verdict(self, job_id: bytes, out_hash: bytes) -> dict:
+        return self._tx("submitVerdict", job_id, out_hash)
+
+
+def mine(w3: Web3, blocks: int) -> None:
+    """Mine ``blocks`` empty blocks on a dev chain (anvil_mine) to move past windows."""
+    w3.provider.make_request("anvil_mine", [hex(blocks)])
+
+
+def _field_names(cls) -> list[str]:  # used by the CLI to print dataclasses
+    return [f.name for f in fields(cls)]

@@ -1,0 +1,270 @@
+"""Ray simulation of a PoSP market with thousands of operators and a share of cheaters.
+
+Each Ray task simulates a fixed chunk of operators with numpy (binomial draws per operator), seeded
+from ``numpy.random.SeedSequence(seed).spawn(n_chunks)`` by chunk index, so the result is the same
+whatever the scheduling and however many workers run. Ray is the scale-out; chunks are independent.
+
+It measures, per strategy: how often cheated jobs are caught (``detection_rate``, expected
+``p (1 - r)``), the share of cheating operators caught at least once, the profit per job, the honest
+operators' return, and the verification overhead against proving every job.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .economics import STRATEGIES, Economics, expected_profit, min_audit_probability
+
+_CODES = {s: i for i, s in enumerate(STRATEGIES)}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What to simulate. ``mix`` maps strategy -> share of operators (shares are normalised)."""
+
+    economics: Economics
+    p: float
+    n_operators: int = 1000
+    jobs_per_operator: int = 200
+    mix: dict = field(default_factory=lambda: {"honest": 0.7, "cheat": 0.1, "mixed": 0.1, "collude": 0.1})
+    q: float = 0.3
+    """Cheat probability of the "mixed" strategy."""
+    proof_cpu_seconds: float = 12.0
+    """Prover CPU-seconds to prove one job (slices x seconds per slice): used for the overhead figures."""
+    chunk_size: int = 250
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {self.p}")
+        if self.n_operators < 1 or self.jobs_per_operator < 1 or self.chunk_size < 1:
+            raise ValueError("n_operators, jobs_per_operator and chunk_size must be >= 1")
+        unknown = set(self.mix) - set(STRATEGIES)
+        if unknown:
+            raise ValueError(f"unknown strategies in mix: {sorted(unknown)}; use {STRATEGIES}")
+        if sum(self.mix.values()) <= 0 or any(v < 0 for v in self.mix.values()):
+            raise ValueError(f"mix shares must be >= 0 and not all 0: {self.mix}")
+
+    def strategies(self) -> np.ndarray:
+        """Strategy code per operator, deterministic: counts by largest remainder, in STRATEGIES order."""
+        total = sum(self.mix.values())
+        shares = [self.mix.get(s, 0.0) / total * self.n_operators for s in STRATEGIES]
+        counts = [math.floor(x) for x in shares]
+        for i in sorted(range(len(shares)), key=lambda i: shares[i] - counts[i], reverse=True)[: self.n_operators - sum(counts)]:
+            counts[i] += 1
+        return np.repeat(np.arange(len(STRATEGIES)), counts)
+
+
+@dataclass
+class StrategyStats:
+    """Totals for one strategy; rates are derived so chunks can simply be summed."""
+
+    operators: int = 0
+    jobs: int = 0
+    cheats: int = 0
+    audited: int = 0
+    audited_cheats: int = 0
+    detected: int = 0
+    caught_operators: int = 0
+    cheating_operators: int = 0
+    profit: float = 0.0
+
+    def add(self, other: "StrategyStats") -> None:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+    @property
+    def detection_rate(self) -> float:
+        """Share of cheated jobs proven a lie (expected p for cheaters, p (1 - r) for colluders)."""
+        return self.detected / self.cheats if self.cheats else float("nan")
+
+    @property
+    def caught_share(self) -> float:
+        """Share of operators that cheated at least once and were caught at least once."""
+        return self.caught_operators / self.cheating_operators if self.cheating_operators else float("nan")
+
+    @property
+    def profit_per_job(self) -> float:
+        return self.profit / self.jobs if self.jobs else float("nan")
+
+
+@dataclass
+class SimResult:
+    config: SimConfig
+    stats: dict[str, StrategyStats]
+    p_star: float
+
+    @property
+    def total_jobs(self) -> int:
+        return sum(s.jobs for s in self.stats.values())
+
+    @property
+    def audited_jobs(self) -> int:
+        return sum(s.audited for s in self.stats.values())
+
+    @property
+    def verification_overhead(self) -> float:
+        """Proven jobs / all jobs: the prover work relative to proving every job."""
+        return self.audited_jobs / self.total_jobs
+
+    @property
+    def prover_cpu_seconds_per_job(self) -> float:
+        return self.verification_overhead * self.config.proof_cpu_seconds
+
+    def rows(self) -> list[dict]:
+        """One table row per strategy present, with the analytic expectation next to the measurement."""
+        e, p = self.config.economics, self.config.p
+        out = []
+        for name, s in self.stats.items():
+            if not s.operators:
+                continue
+            out.append(
+                dict(
+                    strategy=name,
+                    operators=s.operators,
+                    jobs=s.jobs,
+                    cheats=s.cheats,
+                    detected=s.detected,
+                    detection_rate=s.detection_rate,
+                    caught_share=s.caught_share,
+                    profit_per_job=s.profit_per_job,
+                    expected_profit_per_job=expected_profit(name, p, e, q=self.config.q),
+                )
+            )
+        return out
+
+
+def simulate_chunk(econ: Economics, p: float, q: float, jobs: int, codes: np.ndarray, seed: np.random.SeedSequence) -> dict[str, StrategyStats]:
+    """Simulate one chunk of operators with vectorised binomial draws (no Ray in here: pure numpy)."""
+    rng = np.random.default_rng(seed)
+    n = len(codes)
+    cheat_prob = np.select(
+        [codes == _CODES["honest"], codes == _CODES["mixed"]], [0.0, q], default=1.0
+    )
+    cheats = rng.binomial(jobs, cheat_prob)
+    audited_cheats = rng.binomial(cheats, p)
+    cover = np.where(codes == _CODES["collude"], econ.r, 0.0)
+    detected = rng.binomial(audited_cheats, 1.0 - cover)
+    audited_honest = rng.binomial(jobs - cheats, p)
+    profit = (
+        (jobs - detected) * econ.R
+        - jobs * econ.K
+        + cheats * econ.C
+        - detected * econ.S
+        - audited_honest * econ.proof_cost
+    )
+    out: dict[str, StrategyStats] = {}
+    for name, code in _CODES.items():
+        m = codes == code
+        if not m.any():
+            continue
+        out[name] = StrategyStats(
+            operators=int(m.sum()),
+            jobs=int(m.sum()) * jobs,
+            cheats=int(cheats[m].sum()),
+            audited=int(audited_cheats[m].sum() + audited_honest[m].sum()),
+            audited_cheats=int(audited_cheats[m].sum()),
+            detected=int(detected[m].sum()),
+            caught_operators=int(((detected > 0) & m).sum()),
+            cheating_operators=int(((cheats > 0) & m).sum()),
+            profit=float(profit[m].sum()),
+        )
+    assert n == sum(s.operators for s in out.values())
+    return out
+
+
+def _chunks(cfg: SimConfig) -> list[tuple[np.ndarray, np.random.SeedSequence]]:
+    codes = cfg.strategies()
+    starts = range(0, cfg.n_operators, cfg.chunk_size)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(len(starts))
+    return [(codes[s : s + cfg.chunk_size], seeds[i]) for i, s in enumerate(starts)]
+
+
+def _merge(cfg: SimConfig, parts: Iterable[dict[str, StrategyStats]]) -> SimResult:
+    stats = {s: StrategyStats() for s in STRATEGIES}
+    for part in parts:
+        for name, st in part.items():
+            stats[name].add(st)
+    e = cfg.economics
+    return SimResult(cfg, stats, min_audit_probability(e.R, e.S, e.C, 0.0, e.proof_cost))
+
+
+def simulate_many(configs: Sequence[SimConfig]) -> list[SimResult]:
+    """Run several configurations as one batch of Ray tasks (ray.init() must have been called)."""
+    import ray
+
+    if not ray.is_initialized():
+        raise RuntimeError("Ray is not initialised: call ray.init() (or use dsperse.sampling.simulation.run_local)")
+    remote = ray.remote(num_cpus=1)(simulate_chunk)
+    econ_refs = {}
+    refs = []
+    for cfg in configs:
+        key = id(cfg.economics)
+        if key not in econ_refs:
+            econ_refs[key] = ray.put(cfg.economics)
+        refs.append([remote.remote(econ_refs[key], cfg.p, cfg.q, cfg.jobs_per_operator, codes, seed) for codes, seed in _chunks(cfg)])
+    return [_merge(cfg, ray.get(rs)) for cfg, rs in zip(configs, refs)]
+
+
+def simulate(cfg: SimConfig) -> SimResult:
+    """Run one configuration on the Ray cluster this process is connected to."""
+    return simulate_many([cfg])[0]
+
+
+def simulate_serial(cfg: SimConfig) -> SimResult:
+    """The same computation without Ray (same chunks and seeds, so the same numbers)."""
+    e = cfg.economics
+    return _merge(cfg, (simulate_chunk(e, cfg.p, cfg.q, cfg.jobs_per_operator, c, s) for c, s in _chunks(cfg)))
+
+
+def sweep(base: SimConfig, p_values: Sequence[float]) -> list[SimResult]:
+    """Simulate ``base`` at every audit probability in ``p_values`` (one Ray batch)."""
+    from dataclasses import replace
+
+    return simulate_many([replace(base, p=float(p)) for p in p_values])
+
+
+def plot_profit_vs_p(results: Sequence[SimResult], out_dir: Path | str, name: str = "posp_profit_vs_p.png") -> Path:
+    """Plot profit per job vs p per strategy (simulated dots, analytic lines) with p* marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..storage import atomic_path
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = results[0].config
+    e = cfg.economics
+    ps = np.array([r.config.p for r in results])
+    grid = np.linspace(0.0, max(1e-9, ps.max()), 200)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = {"honest": "tab:green", "cheat": "tab:red", "mixed": "tab:orange", "collude": "tab:purple"}
+    for s in STRATEGIES:
+        if not cfg.mix.get(s):
+            continue
+        label = {"mixed": f"cheat w.p. q={cfg.q}", "collude": f"collude (r={e.r})"}.get(s, s)
+        ax.plot(grid, [expected_profit(s, float(x), e, q=cfg.q) for x in grid], color=colors[s], lw=1.2, label=f"{label} (expected)")
+        ax.plot(ps, [r.stats[s].profit_per_job for r in results], "o", color=colors[s], ms=4, label=f"{label} (simulated)")
+    p_star = min_audit_probability(e.R, e.S, e.C, 0.0, e.proof_cost)
+    p_star_c = min_audit_probability(e.R, e.S, e.C, e.r, e.proof_cost)
+    if p_star <= grid[-1]:
+        ax.axvline(p_star, color="black", ls="--", lw=1, label=f"p* = C/(R+S) = {p_star:.3f}")
+    if e.r > 0 and p_star_c <= grid[-1]:
+        ax.axvline(p_star_c, color="tab:purple", ls=":", lw=1, label=f"p* colluders = {p_star_c:.3f}")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("audit probability p")
+    ax.set_ylabel("operator profit per job")
+    ax.set_title(f"PoSP: R={e.R:g}, S={e.S:g}, C={e.C:g}, {cfg.n_operators} operators x {cfg.jobs_per_operator} jobs")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    target = out_dir / name
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return target

@@ -1,0 +1,109 @@
+"""Check a run: every slice proof, every link, and that the receipt says what the proofs say."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import ezkl
+import numpy as np
+
+from . import _ezkl, storage
+from .artifacts import Run
+from .errors import VerificationError
+from .linking import check_links
+from .proving import quantize_input, read_proof
+from .receipts import input_hash, model_id, public_io
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close the proven (fixed-point) output must be to onnxruntime's float output.
+
+    |zk - ort| <= atol + rtol * |ort|, element-wise. Fixed-point rounding at scale s adds about
+    2^-s per op, so the defaults leave room for ~100 ops at scale 7 and are tight at scale 13.
+    """
+
+    atol: float = 0.05
+    rtol: float = 0.05
+
+    def check(self, got: np.ndarray, want: np.ndarray) -> float:
+        err = np.abs(got - want)
+        if np.any(err > self.atol + self.rtol * np.abs(want)):
+            raise VerificationError(
+                f"proven output {got.round(5).tolist()} differs from onnxruntime {want.round(5).tolist()} "
+                f"beyond atol={self.atol}, rtol={self.rtol} (max error {err.max():.4g})"
+            )
+        return float(err.max(initial=0.0))
+
+
+def verify(
+    run: Run | Path | str,
+    *,
+    job_id: str | None = None,
+    expected_input: np.ndarray | None = None,
+    reference: bool = False,
+    tolerance: Tolerance = Tolerance(),
+) -> bool:
+    """Return True, or raise VerificationError (LinkError for a broken link) naming what failed.
+
+    ``job_id``/``expected_input`` bind the check to one job: a valid run replayed for another job fails.
+    ``reference`` also reruns the whole model in onnxruntime on the proven input and compares outputs.
+    """
+    if not isinstance(run, Run):
+        run = Run.load(run)
+    circuits, records, receipt = run.circuits, run.proofs, run.receipt
+    if not (len(circuits) == len(records) == len(run.plan.slices) == receipt.slice_count):
+        raise VerificationError(
+            f"slice count mismatch: plan {len(run.plan.slices)}, circuits {len(circuits)}, proofs {len(records)}, "
+            f"receipt {receipt.slice_count}"
+        )
+    if model_id(circuits) != receipt.model_id:
+        raise VerificationError("the verifying keys are not the ones the receipt names (proof for another model?)")
+
+    proofs = []
+    for c, r in zip(circuits, records):
+        c.check()
+        proof = read_proof(r.path)
+        try:
+            ok = ezkl.verify(str(r.path), str(c.settings), str(c.vk), str(c.srs))
+        except BaseException as exc:  # PanicException is a BaseException
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise VerificationError(f"slice {c.slice_index}: proof rejected ({_ezkl._short(exc)})", c.slice_index) from exc
+        if not ok:
+            raise VerificationError(f"slice {c.slice_index}: proof rejected", c.slice_index)
+        proofs.append(proof)
+
+    check_links(proofs, circuits)
+
+    n_in, n_out = int(np.prod(run.plan.input_shape)), int(np.prod(run.plan.output_shape))
+    in_felts, out_felts = public_io(proofs, circuits, n_in, n_out)
+    if tuple(in_felts) != tuple(receipt.input_felts) or input_hash(in_felts) != receipt.input_hash:
+        raise VerificationError("the receipt's input is not the input the first slice's proof states")
+    if tuple(out_felts) != tuple(receipt.output_felts):
+        raise VerificationError("the receipt's output is not the output the last slice's proof states (edited?)")
+    if out_felts:
+        proven = np.array([ezkl.felt_to_float(f, circuits[-1].output_scale) for f in out_felts])
+        if not np.array_equal(proven, np.array(receipt.output)):
+            raise VerificationError("the receipt's de-quantized output does not match its output field elements")
+    for r in records:
+        if storage.sha256_file(r.path) != r.sha256:
+            raise VerificationError(f"slice {r.slice_index}: proof file changed after the run was recorded", r.slice_index)
+
+    if job_id is not None and receipt.job_id != job_id:
+        raise VerificationError(f"this run was proven for job {receipt.job_id!r}, not {job_id!r} (replayed proof?)")
+    if expected_input is not None:
+        want = quantize_input(np.asarray(expected_input), circuits[0].input_scale)
+        if tuple(want) != tuple(in_felts):
+            raise VerificationError("the proof is for a different input than the one expected for this job")
+    if reference:
+        from .slicing import reference_model_output
+
+        x = np.array([ezkl.felt_to_float(f, circuits[0].input_scale) for f in in_felts], np.float32)
+        want = reference_model_output(run.plan.model_path, x.reshape(run.plan.input_shape), run.plan.input_shape)
+        err = tolerance.check(np.array(receipt.output), want.flatten())
+        log.info("output matches onnxruntime within %.3g", err)
+    return True

@@ -1,0 +1,132 @@
+"""Tiny models for the demo, the tests and the benchmarks, built with torch and exported to ONNX.
+
+Weights are seeded, so the same name always gives the same file content.
+``python -m dsperse.zoo mlp model.onnx`` writes one.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+MODELS: dict[str, Callable[[], tuple[object, tuple[int, ...]]]] = {}
+
+
+def _register(name: str):
+    def deco(fn):
+        MODELS[name] = fn
+        return fn
+
+    return deco
+
+
+def _torch():
+    import torch
+    from torch import nn
+
+    return torch, nn
+
+
+@_register("mlp")
+def mlp():
+    """Three Gemm layers with ReLU: the bundled demo model (3 slices, k=15)."""
+    torch, nn = _torch()
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)), (1, 4)
+
+
+@_register("mlp_wide")
+def mlp_wide():
+    """Same shape of graph as ``mlp`` with other widths: 'another model' in soundness tests."""
+    torch, nn = _torch()
+    return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)), (1, 4)
+
+
+@_register("cnn")
+def cnn():
+    """Conv -> ReLU -> Conv -> ReLU -> Flatten -> Gemm."""
+    torch, nn = _torch()
+    return (
+        nn.Sequential(
+            nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)
+        ),
+        (1, 1, 6, 6),
+    )
+
+
+@_register("residual")
+def residual():
+    """A conv stem, a residual block (skip connection) and a head: cuts inside the block must be refused."""
+    torch, nn = _torch()
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 2, 3, padding=1)
+            self.c1 = nn.Conv2d(2, 2, 3, padding=1)
+            self.c2 = nn.Conv2d(2, 2, 3, padding=1)
+            self.head = nn.Linear(2 * 5 * 5, 3)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            y = torch.relu(self.c2(torch.relu(self.c1(x))) + x)
+            return self.head(y.reshape(y.shape[0], -1))
+
+    return Res(), (1, 1, 5, 5)
+
+
+@_register("transformer")
+def transformer():
+    """One pre-norm attention block plus MLP over 4 tokens of width 8."""
+    torch, nn = _torch()
+
+    class Block(nn.Module):
+        def __init__(self, d=8):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+            self.proj = nn.Linear(d, d)
+            self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
+            self.d = d
+
+        def forward(self, x):
+            h = self.ln1(x)
+            q, k, v = self.q(h), self.k(h), self.v(h)  # three Linears: EZKL has no Split op
+            att = torch.softmax(q @ k.transpose(-1, -2) / self.d**0.5, dim=-1)
+            x = x + self.proj(att @ v)
+            return x + self.ff(self.ln2(x))
+
+    return Block(), (1, 4, 8)
+
+
+def export(name: str, path: Path | str, seed: int = 0) -> Path:
+    """Build model ``name`` with seeded weights and export it to ``path`` (opset 18, which tract is tested on)."""
+    torch, _ = _torch()
+    if name not in MODELS:
+        raise KeyError(f"unknown zoo model {name!r}; choose from {sorted(MODELS)}")
+    torch.manual_seed(seed)
+    module, shape = MODELS[name]()
+    module.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, torch.randn(*shape), str(path), dynamo=False, opset_version=18,
+            input_names=["input"], output_names=["output"], do_constant_folding=True,
+        )
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m dsperse.zoo", description="Write a tiny seeded ONNX model.")
+    p.add_argument("name", choices=sorted(MODELS))
+    p.add_argument("path", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    print(export(a.name, a.path, a.seed))
+
+
+if __name__ == "__main__":
+    main()
