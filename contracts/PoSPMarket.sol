@@ -15,6 +15,18 @@ interface IProofOfInference {
             address prover,
             uint256 blockNumber
         );
+
+    function getModel(bytes32 modelId)
+        external
+        view
+        returns (
+            address[] memory verifiers,
+            uint32 inputScale,
+            uint32 outputScale,
+            uint32 numInputs,
+            uint32 numOutputs,
+            address registrant
+        );
 }
 
 /// @title Proof of Sampling inference market.
@@ -61,6 +73,7 @@ contract PoSPMarket {
         address requester;
         uint64 postBlock;
         Status status;
+        bool partProven; // targeted models: the always-proven part has a matching receipt
         address operator;
         uint64 commitBlock;
         address challenger;
@@ -87,7 +100,6 @@ contract PoSPMarket {
 
     // ------------------------------------------------------------------ state
     address public constant BURN = address(0xdEaD);
-    bytes32 public constant PART_TAG = keccak256("dsperse.posp.always-proven-part");
 
     address public immutable owner;
     IProofOfInference public immutable poi;
@@ -121,6 +133,7 @@ contract PoSPMarket {
     event OutputCommitted(bytes32 indexed jobId, address indexed operator, bytes32 outputHash, uint256 seedBlock);
     event AuditDrawn(bytes32 indexed jobId, bool sampled, bytes32 seed, uint256 proofDeadline);
     event Challenged(bytes32 indexed jobId, address indexed challenger, uint256 bond, uint256 proofDeadline);
+    event PartProven(bytes32 indexed jobId, bytes32 receiptId);
     event VerdictSubmitted(bytes32 indexed jobId, address indexed validator, bytes32 outputHash, uint256 count);
     event ProofAccepted(bytes32 indexed jobId, bool viaReceipt, bytes32 provenOutputHash);
     event ChallengeFailed(bytes32 indexed jobId, address indexed challenger, uint256 bondToOperator);
@@ -238,7 +251,7 @@ contract PoSPMarket {
     /// @notice Post a job; the requester picks the operator (any registered operator with enough stake
     /// and no unstake pending). msg.value is the fee, held in escrow until settlement.
     function postJob(bytes32 modelId, bytes32 inputHash, address operator) external payable returns (bytes32 jobId) {
-        require(models[modelId].registered, "PoSP: unregistered model");
+        require(models[modelId].registered || _poiHasModel(modelId), "PoSP: unregistered model");
         require(inputHash != bytes32(0), "PoSP: zero input hash");
         require(msg.value > 0, "PoSP: zero fee");
         require(msg.value <= type(uint128).max, "PoSP: fee too large");
@@ -328,17 +341,44 @@ contract PoSPMarket {
         emit Challenged(jobId, msg.sender, msg.value, j.proofDeadline);
     }
 
-    /// @notice Settle an audited/challenged job with the ProofOfInference receipt stored under jobId.
-    /// The receipt must be for the same model and input; its outputHash decides honest vs lie.
-    function proveWithReceipt(bytes32 jobId) external nonReentrant {
+    /// @notice Settle an audited/challenged job with ProofOfInference receipt `receiptId` (usually the
+    /// jobId itself). Any receipt for the same model and input will do, whoever proved it: the quantized
+    /// model is deterministic, so its outputHash is the true output and decides honest vs lie. Letting the
+    /// caller name the receipt means nobody can block the proof by taking the jobId slot in the registry.
+    function proveWithReceipt(bytes32 jobId, bytes32 receiptId) external nonReentrant {
         Job storage j = _job(jobId);
         require(j.status == Status.Audited || j.status == Status.Challenged, "PoSP: job not under audit");
-        (bool found, bytes32 m, bytes32 i, bytes32 o) = _receipt(jobId);
+        (bool found, bytes32 m, bytes32 i, bytes32 o) = _receipt(receiptId);
         require(found, "PoSP: no receipt for job");
         require(m == j.modelId, "PoSP: receipt model mismatch");
         require(i == j.inputHash, "PoSP: receipt input mismatch");
         emit ProofAccepted(jobId, true, o);
         _resolveAudit(jobId, j, o == j.outputHash);
+    }
+
+    /// @notice Targeted verification: show receipt `receiptId` of the model's always-proven part (the
+    /// sub-model provenPartModelId) whose output is the committed output. Needed, before the proof
+    /// deadline, for every unsampled job of a model that has an always-proven part.
+    function provePart(bytes32 jobId, bytes32 receiptId) external {
+        Job storage j = _job(jobId);
+        bytes32 part = models[j.modelId].provenPartModelId;
+        require(part != bytes32(0), "PoSP: model has no always-proven part");
+        require(
+            j.status == Status.Committed || j.status == Status.Cleared || j.status == Status.Audited
+                || j.status == Status.Challenged,
+            "PoSP: job not awaiting a proof"
+        );
+        require(!j.partProven, "PoSP: part already proven");
+        (bool found, bytes32 m, bytes32 i, bytes32 o) = _receipt(receiptId);
+        require(found, "PoSP: no receipt for part");
+        require(m == part, "PoSP: receipt is not the always-proven part");
+        if (models[j.modelId].alwaysProvenMask & 1 == 1) {
+            // the "part" is every slice: then it starts at the job's input and must match it too
+            require(i == j.inputHash, "PoSP: receipt input mismatch");
+        }
+        require(o == j.outputHash, "PoSP: part receipt output differs from commitment");
+        j.partProven = true;
+        emit PartProven(jobId, receiptId);
     }
 
     /// @notice A validator reports the output hash it got by re-executing the job (EZKL's quantized
@@ -381,21 +421,10 @@ contract PoSPMarket {
             return;
         }
         require(s == Status.Cleared, "PoSP: job already closed");
-        Model storage mdl = models[j.modelId];
-        if (mdl.provenPartModelId != bytes32(0)) {
-            (bool found, bytes32 m, bytes32 i, bytes32 o) = _receipt(partJobId(jobId));
-            bool valid = found && m == mdl.provenPartModelId;
-            if (!valid) {
-                require(block.number > j.proofDeadline, "PoSP: always-proven part not proven yet");
-                _slash(jobId, j, "missed always-proven part", j.requester);
-                return;
-            }
-            i; // the part's input is an intermediate activation: only the sampled audit checks it
-            if (o != j.outputHash) {
-                emit ProofAccepted(jobId, true, o);
-                _slash(jobId, j, "always-proven part contradicts output", j.requester);
-                return;
-            }
+        if (models[j.modelId].provenPartModelId != bytes32(0) && !j.partProven) {
+            require(block.number > j.proofDeadline, "PoSP: always-proven part not proven yet");
+            _slash(jobId, j, "missed always-proven part", j.requester);
+            return;
         }
         require(block.number > uint256(j.commitBlock) + config.challengeWindow, "PoSP: challenge window still open");
         _pay(jobId, j);
@@ -413,11 +442,6 @@ contract PoSPMarket {
     }
 
     // ------------------------------------------------------------------ views
-    /// @notice The ProofOfInference job id under which the always-proven part of a job is proven.
-    function partJobId(bytes32 jobId) public pure returns (bytes32) {
-        return keccak256(abi.encode(PART_TAG, jobId));
-    }
-
     function getJob(bytes32 jobId) external view returns (Job memory) {
         return jobs[jobId];
     }
@@ -442,6 +466,17 @@ contract PoSPMarket {
             return (prover != address(0), m_, i_, o_);
         } catch {
             return (false, 0, 0, 0);
+        }
+    }
+
+    /// A model registered in ProofOfInference (with slice verifiers) may be used without registering
+    /// it here; it then has no always-proven part.
+    function _poiHasModel(bytes32 modelId) private view returns (bool) {
+        if (address(poi) == address(0) || address(poi).code.length == 0) return false;
+        try poi.getModel(modelId) returns (address[] memory verifiers, uint32, uint32, uint32, uint32, address) {
+            return verifiers.length > 0;
+        } catch {
+            return false;
         }
     }
 

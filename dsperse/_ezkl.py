@@ -47,16 +47,22 @@ def call_async(stage: str, error: type[DsperseError], fn: Callable[..., Any], *a
 
 @contextmanager
 def silenced() -> Iterator[None]:
-    """Send the process's stdout to /dev/null: calibrate_settings prints large tables from Rust."""
+    """Send the process's stdout and stderr to /dev/null: calibrate_settings prints large tables from Rust.
+
+    Failures still arrive as exceptions, so nothing needed is lost.
+    """
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 1)
+        for fd in saved:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, keep in saved.items():
+            os.dup2(keep, fd)
+            os.close(keep)
         os.close(devnull)
 
 
@@ -67,8 +73,10 @@ def _short(exc: BaseException) -> str:
 
 
 def quiet_logs() -> None:
-    """EZKL logs at info level through env_logger; keep user output readable unless asked."""
-    os.environ.setdefault("RUST_LOG", "error")
+    """EZKL logs every step at info level through Python logging ("ezkl.*"); keep user output readable."""
+    import logging
+
+    logging.getLogger("ezkl").setLevel(logging.WARNING)
 
 
 def run_args(**fields: Any) -> "ezkl.PyRunArgs":

@@ -137,6 +137,8 @@ def _min_logrows(settings: dict) -> int:
 def key_id(slice_onnx: Path, settings: dict, srs_id: str) -> str:
     """Content address of a circuit's keys: same slice, same settings, same SRS -> same keys."""
     canonical = {k: v for k, v in settings.items() if k != "timestamp"}
+    for k in ("required_range_checks", "required_lookups"):  # EZKL emits these from a hash set: order varies
+        canonical[k] = sorted(canonical.get(k) or [], key=json.dumps)
     return storage.sha256_bytes(
         Path(slice_onnx).read_bytes(), json.dumps(canonical, sort_keys=True).encode(), srs_id.encode(), _ezkl.EZKL_VERSION.encode()
     )

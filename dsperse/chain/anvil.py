@@ -52,6 +52,9 @@ class LocalChain:
     code_size_limit: int | None = None
     """Runtime code size limit in bytes; None keeps EIP-170 (24,576)."""
     chain_id: int = 31337
+    state: Path | None = None
+    """If set, anvil loads its state from this file at start and writes it back at stop (``--state``),
+    so a stopped chain can come back with its contracts, e.g. to test a node outage."""
     startup_timeout: float = 30.0
     port: int = 0
     url: str = ""
@@ -73,6 +76,8 @@ class LocalChain:
                 str(anvil), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id),
                 "--gas-limit", str(self.gas_limit), "--accounts", "10", "--config-out", str(cfg),
             ]  # fmt: skip
+            if self.state is not None:
+                cmd += ["--state", str(self.state)]
             if self.code_size_limit is not None:
                 cmd += ["--code-size-limit", str(self.code_size_limit)]
             log = open(Path(self._tmp.name) / "anvil.log", "wb")

@@ -235,9 +235,3 @@ def _reports_version(path: Path) -> bool:
         return False
     return proc.returncode == 0 and f"Version: {SOLC_VERSION}" in proc.stdout.decode(errors="replace")
 
-
-if __name__ == "__main__":  # python -m dsperse.chain.toolchain: show what was found, install the EZKL wrapper
-    t = find_toolchain()
-    for f in ("anvil", "cast", "node", "solc_js"):
-        print(f"{f:8s} {getattr(t, f)}")
-    print(f"ezkl solc {ensure_ezkl_solc()}")

@@ -17,7 +17,6 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
@@ -34,18 +33,33 @@ ETHER = 10**18
 # -- commitments -------------------------------------------------------------------
 
 
+def _words(values: Sequence[int], signed: bool) -> bytes:
+    return b"".join(int(v).to_bytes(32, "big", signed=signed) for v in values)
+
+
 def input_commitment(data: bytes | str | Sequence[int]) -> bytes:
-    """bytes32 the requester posts for its input: keccak of the bytes, or of abi-encoded ints (felts)."""
+    """bytes32 the requester posts for its input.
+
+    For a proven model pass the input's field elements as ints (or EZKL's little-endian hex felts via
+    :func:`felt_ints`): the result is keccak256(abi.encodePacked(uint256[])), exactly the inputHash
+    ProofOfInference stores from slice 0's public instances. Raw bytes or text are simply hashed.
+    """
     if isinstance(data, str):
         data = data.encode()
     if isinstance(data, (bytes, bytearray)):
         return keccak(bytes(data))
-    return keccak(abi_encode(["int256[]"], [list(int(x) for x in data)]))
+    return keccak(_words(data, signed=False))
+
+
+def felt_ints(felts: Sequence[str]) -> list[int]:
+    """EZKL field elements (little-endian hex, as in proofs and witnesses) as unsigned ints."""
+    return [int.from_bytes(bytes.fromhex(f.removeprefix("0x")), "little") for f in felts]
 
 
 def output_hash(outputs: Sequence[int]) -> bytes:
-    """bytes32 an operator commits: keccak256(abi.encode(int256[] outputs)), as ProofOfInference hashes them."""
-    return keccak(abi_encode(["int256[]"], [[int(x) for x in outputs]]))
+    """bytes32 an operator commits: keccak256(abi.encodePacked(int256[] outputs)), as ProofOfInference hashes
+    the signed quantized outputs of the last slice."""
+    return keccak(_words(outputs, signed=True))
 
 
 def model_id_bytes(model_id: str | bytes) -> bytes:
@@ -61,12 +75,6 @@ def model_id_bytes(model_id: str | bytes) -> bytes:
         except ValueError:
             pass
     return keccak(model_id.encode())
-
-
-def part_job_id(job_id: bytes) -> bytes:
-    """ProofOfInference job id of a job's always-proven part (mirrors PoSPMarket.partJobId)."""
-    tag = keccak(b"dsperse.posp.always-proven-part")
-    return keccak(abi_encode(["bytes32", "bytes32"], [tag, job_id]))
 
 
 def suffix_mask(slice_count: int, first_proven: int) -> int:
@@ -126,6 +134,7 @@ class Job:
     requester: str
     post_block: int
     status: Status
+    part_proven: bool
     operator: str
     commit_block: int
     challenger: str
@@ -289,8 +298,13 @@ class Role:
     def settle(self, job_id: bytes) -> dict:
         return self._tx("settle", job_id)
 
-    def prove_with_receipt(self, job_id: bytes) -> dict:
-        return self._tx("proveWithReceipt", job_id)
+    def prove_with_receipt(self, job_id: bytes, receipt_id: bytes | None = None) -> dict:
+        """Resolve an audit with ProofOfInference receipt ``receipt_id`` (default: the job id)."""
+        return self._tx("proveWithReceipt", job_id, receipt_id or job_id)
+
+    def prove_part(self, job_id: bytes, receipt_id: bytes) -> dict:
+        """Targeted verification: show the receipt of the model's always-proven part for this job."""
+        return self._tx("provePart", job_id, receipt_id)
 
     def withdraw_credit(self) -> dict:
         return self._tx("withdrawCredit")

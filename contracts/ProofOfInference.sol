@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+/// @title ProofOfInference
+/// @notice On-chain receipts for sliced, EZKL-proven inference runs (dsperse).
+/// A model is an ordered list of per-slice Halo2 verifiers. A receipt is stored
+/// for a job only if the slice proofs chain together (slice i's output KZG
+/// commitment equals slice i+1's input commitment) and every verifier accepts.
+///
+/// Slice visibility layout this contract assumes (dsperse's default):
+///   slice 0 input public, every boundary polycommit, last slice output public.
+/// Commitment positions in an EVM-transcript proof (measured, see docs/chain.md):
+///   the polycommit G1 points are the proof's first 64-byte words, in the order
+///   input, output. So slice 0's output commitment is bytes [0,64), a middle
+///   slice's input is [0,64) and its output [64,128), the last slice's input [0,64).
+contract ProofOfInference {
+    /// BN254 scalar field modulus: instances are elements of this field.
+    uint256 internal constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
+    uint256 internal constant HALF_FIELD = FIELD / 2;
+    uint256 internal constant G1_BYTES = 64;
+    bytes4 internal constant VERIFY_SELECTOR = bytes4(keccak256("verifyProof(bytes,uint256[])"));
+
+    struct Model {
+        address[] verifiers;
+        uint32 inputScale;
+        uint32 outputScale;
+        uint32 numInputs;
+        uint32 numOutputs;
+        address registrant;
+    }
+
+    struct Receipt {
+        bytes32 modelId;
+        bytes32 inputHash;
+        bytes32 outputHash;
+        int256[] outputs;
+        address prover;
+        uint256 blockNumber;
+    }
+
+    mapping(bytes32 => Model) internal models;
+    mapping(bytes32 => Receipt) internal receipts;
+
+    event ModelRegistered(
+        bytes32 indexed modelId,
+        address indexed registrant,
+        address[] verifiers,
+        uint32 inputScale,
+        uint32 outputScale,
+        uint32 numInputs,
+        uint32 numOutputs
+    );
+    event ReceiptStored(
+        bytes32 indexed jobId,
+        bytes32 indexed modelId,
+        address indexed prover,
+        bytes32 inputHash,
+        bytes32 outputHash,
+        int256[] outputs
+    );
+
+    /// @notice Register a model: its id (sha256 over the slices' verifying keys), its slice verifiers in order,
+    /// its fixed-point scales and how many public inputs (slice 0) and outputs (last slice) it has.
+    function registerModel(
+        bytes32 modelId,
+        address[] calldata verifiers,
+        uint32 inputScale,
+        uint32 outputScale,
+        uint32 numInputs,
+        uint32 numOutputs
+    ) external {
+        require(modelId != bytes32(0), "model id is zero");
+        require(models[modelId].verifiers.length == 0, "model already registered");
+        require(verifiers.length > 0, "no slice verifiers");
+        for (uint256 i = 0; i < verifiers.length; i++) {
+            require(verifiers[i].code.length > 0, "verifier has no code");
+        }
+        require(numOutputs > 0, "no public outputs");
+        Model storage m = models[modelId];
+        m.verifiers = verifiers;
+        m.inputScale = inputScale;
+        m.outputScale = outputScale;
+        m.numInputs = numInputs;
+        m.numOutputs = numOutputs;
+        m.registrant = msg.sender;
+        emit ModelRegistered(modelId, msg.sender, verifiers, inputScale, outputScale, numInputs, numOutputs);
+    }
+
+    /// @notice Store the receipt of job `jobId` after checking, in this order: slice count, the commitment
+    /// link of every boundary, every slice proof. Reverts with a reason naming the first check that fails.
+    function submit(bytes32 jobId, bytes32 modelId, bytes[] calldata proofs, uint256[][] calldata instances) external {
+        Model storage m = models[modelId];
+        uint256 n = m.verifiers.length;
+        require(n > 0, "unknown model");
+        require(receipts[jobId].blockNumber == 0, "job id already used");
+
+        // 1. one proof and one instance list per slice
+        require(proofs.length == n && instances.length == n, "slice count mismatch");
+
+        // 2. links: slice i's output commitment must be slice i+1's input commitment
+        for (uint256 i = 0; i + 1 < n; i++) {
+            uint256 outOffset = i == 0 ? 0 : G1_BYTES; // a middle slice commits its input first
+            require(proofs[i].length >= outOffset + G1_BYTES && proofs[i + 1].length >= G1_BYTES, "proof too short");
+            if (keccak256(proofs[i][outOffset:outOffset + G1_BYTES]) != keccak256(proofs[i + 1][0:G1_BYTES])) {
+                revert(string.concat("link mismatch after slice ", _itoa(i)));
+            }
+        }
+
+        // 3. every slice verifier accepts its proof
+        for (uint256 i = 0; i < n; i++) {
+            (bool ok, bytes memory ret) =
+                m.verifiers[i].staticcall(abi.encodeWithSelector(VERIFY_SELECTOR, proofs[i], instances[i]));
+            if (!ok || ret.length != 32 || abi.decode(ret, (bool)) != true) {
+                revert(string.concat("slice proof rejected: ", _itoa(i)));
+            }
+        }
+
+        _store(jobId, modelId, m, instances);
+    }
+
+    /// Store the receipt: input = slice 0's first numInputs instances, output = the last slice's
+    /// last numOutputs instances, de-mapped to signed integers (kept in their own frame: stack depth).
+    function _store(bytes32 jobId, bytes32 modelId, Model storage m, uint256[][] calldata instances) internal {
+        // The verifiers accepted these instance lists, so their lengths already fit; kept as a guard.
+        require(instances[0].length >= m.numInputs, "too few public inputs");
+        uint256[] calldata last = instances[instances.length - 1];
+        require(last.length >= m.numOutputs, "too few public outputs");
+        int256[] memory outputs = new int256[](m.numOutputs);
+        uint256 start = last.length - m.numOutputs;
+        for (uint256 j = 0; j < outputs.length; j++) {
+            outputs[j] = _signed(last[start + j]);
+        }
+        bytes32 inputHash = keccak256(abi.encodePacked(instances[0][0:m.numInputs]));
+        bytes32 outputHash = keccak256(abi.encodePacked(outputs));
+        Receipt storage r = receipts[jobId];
+        r.modelId = modelId;
+        r.inputHash = inputHash;
+        r.outputHash = outputHash;
+        r.outputs = outputs;
+        r.prover = msg.sender;
+        r.blockNumber = block.number;
+        emit ReceiptStored(jobId, modelId, msg.sender, inputHash, outputHash, outputs);
+    }
+
+    /// @notice The stored receipt of `jobId`; every field is zero when there is none (check blockNumber).
+    function getReceipt(bytes32 jobId)
+        external
+        view
+        returns (
+            bytes32 modelId,
+            bytes32 inputHash,
+            bytes32 outputHash,
+            int256[] memory outputs,
+            address prover,
+            uint256 blockNumber
+        )
+    {
+        Receipt storage r = receipts[jobId];
+        return (r.modelId, r.inputHash, r.outputHash, r.outputs, r.prover, r.blockNumber);
+    }
+
+    function hasReceipt(bytes32 jobId) external view returns (bool) {
+        return receipts[jobId].blockNumber != 0;
+    }
+
+    /// @notice A registered model; `verifiers` is empty when `modelId` is unknown.
+    function getModel(bytes32 modelId)
+        external
+        view
+        returns (
+            address[] memory verifiers,
+            uint32 inputScale,
+            uint32 outputScale,
+            uint32 numInputs,
+            uint32 numOutputs,
+            address registrant
+        )
+    {
+        Model storage m = models[modelId];
+        return (m.verifiers, m.inputScale, m.outputScale, m.numInputs, m.numOutputs, m.registrant);
+    }
+
+    /// Field element -> signed integer: values above p/2 encode negatives (x - p).
+    function _signed(uint256 x) internal pure returns (int256) {
+        require(x < FIELD, "instance not a field element");
+        return x > HALF_FIELD ? -int256(FIELD - x) : int256(x);
+    }
+
+    function _itoa(uint256 v) internal pure returns (string memory) {
+        if (v == 0) return "0";
+        uint256 len;
+        for (uint256 t = v; t != 0; t /= 10) len++;
+        bytes memory b = new bytes(len);
+        for (; v != 0; v /= 10) b[--len] = bytes1(uint8(48 + (v % 10)));
+        return string(b);
+    }
+}

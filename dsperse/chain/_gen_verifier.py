@@ -1,0 +1,45 @@
+"""Child process that writes one slice's Solidity verifier with EZKL.
+
+Run as ``python -m dsperse.chain._gen_verifier --vk VK --settings S --srs SRS --out Verifier.sol``
+by :func:`dsperse.chain.verifiers.verifier_source`. It leaves with ``os._exit`` because the
+interpreter aborts (exit 134) while finalizing after EZKL's async calls. Kept apart from the
+package ``__init__`` so ``-m`` does not import it twice.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _generate(vk: Path, settings: Path, srs: Path, out: Path) -> None:
+    import ezkl
+
+    from dsperse import _ezkl, storage
+    from dsperse.errors import ChainError
+
+    with storage.atomic_path(out) as tmp_sol, storage.atomic_path(out.with_suffix(".abi")) as tmp_abi:
+        _ezkl.call_async("create_evm_verifier", ChainError, ezkl.create_evm_verifier,
+                         str(vk), str(settings), str(tmp_sol), str(tmp_abi), str(srs))  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m dsperse.chain._gen_verifier",
+                                description="Write the Solidity verifier of one slice with EZKL (used as a child process).")  # fmt: skip
+    p.add_argument("--vk", type=Path, required=True)
+    p.add_argument("--settings", type=Path, required=True)
+    p.add_argument("--srs", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    try:
+        _generate(a.vk, a.settings, a.srs, a.out)
+    except BaseException as exc:  # noqa: BLE001 - report and leave without running EZKL's finalizers
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter finalization: EZKL's async runtime aborts it (exit 134)
+
+
+if __name__ == "__main__":
+    main()

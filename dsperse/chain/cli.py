@@ -1,0 +1,107 @@
+"""``dsperse submit`` / ``register`` / ``receipt``: put a run's receipt on an EVM chain and read it back."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+CHAIN_EPILOG = """\
+The registry (ProofOfInference) and the per-slice verifiers are deployed on first use and their
+addresses recorded per chain id in the deployments file ($DSPERSE_DEPLOYMENTS, default
+~/.cache/dsperse/evm/deployments.json), so later commands find them. A local chain for trying it out:
+  node_modules/.bin/anvil --host 127.0.0.1 --port 8545      # after scripts/install_toolchain.sh
+The signing key comes from --private-key or $DSPERSE_PRIVATE_KEY; without one, the node's first
+unlocked account signs (anvil has ten).
+"""
+
+
+def _chain_flags(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC endpoint of the EVM node, e.g. http://127.0.0.1:8545")
+    q.add_argument("--private-key", metavar="HEX", help="signing key (default: $DSPERSE_PRIVATE_KEY, else the node's first unlocked account)")
+    q.add_argument("--registry", metavar="ADDRESS", help="ProofOfInference address (default: from the deployments file)")
+    q.add_argument("--deployments", type=Path, metavar="FILE", help="deployments file (default: $DSPERSE_DEPLOYMENTS or ~/.cache/dsperse/evm/deployments.json)")
+    q.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _client(a: argparse.Namespace):
+    from . import connect
+
+    key = a.private_key or os.environ.get("DSPERSE_PRIVATE_KEY") or None
+    return connect(a.rpc, private_key=key, registry=a.registry, deployments=a.deployments)
+
+
+def _print(a: argparse.Namespace, obj: dict, text: str) -> None:
+    print(json.dumps(obj, default=str) if a.json else text)
+
+
+def cmd_submit(a: argparse.Namespace) -> int:
+    from .client import PENDING_FILE
+
+    client = _client(a)
+    pending = (a.run / PENDING_FILE).is_file()
+    if pending and a.job_id is None:
+        result = client.submit_pending(a.run)
+    else:
+        result = client.submit(a.run, job_id=a.job_id, register=not a.no_register)
+    how = "already on chain from an earlier attempt" if result.tx_hash is None else f"tx {result.tx_hash}, gas {result.gas_used:,}"
+    _print(a, dataclasses.asdict(result), f"receipt for job {result.job_id} stored in block {result.block} ({how}); "
+           f"registry {result.registry} on chain {result.chain_id}")
+    return 0
+
+
+def cmd_register(a: argparse.Namespace) -> int:
+    client = _client(a)
+    model_id = client.register_model(a.run)
+    m = client.model(model_id) or {}
+    _print(a, {"model_id": model_id, "registry": client.registry_address, "chain_id": client.chain_id, **m},
+           f"model {model_id} registered at {client.registry_address} on chain {client.chain_id}; "
+           f"slice verifiers: {', '.join(m.get('verifiers', []))}")
+    return 0
+
+
+def cmd_receipt(a: argparse.Namespace) -> int:
+    from ..errors import ChainError
+
+    rec = _client(a).receipt(a.job_id)
+    if rec is None:
+        raise ChainError(f"no receipt stored for job {a.job_id!r} on this registry")
+    _print(a, dataclasses.asdict(rec), "\n".join(f"{k}: {v}" for k, v in dataclasses.asdict(rec).items()))
+    return 0
+
+
+def add_subcommands(subparsers) -> None:
+    """Add ``submit``, ``register`` and ``receipt`` to the ``dsperse`` command."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    s = subparsers.add_parser(
+        "submit", help="put a run's receipt on an EVM chain (one transaction)", formatter_class=fmt, epilog=CHAIN_EPILOG,
+        description="Send every slice proof of RUN_DIR to the ProofOfInference registry, which checks the slice count, "
+        "that slice i's output commitment equals slice i+1's input commitment, and every slice proof, then stores the "
+        "receipt (model id, input hash, output, prover, block). The model is registered first if needed. If the node "
+        "is down, the submission is kept in RUN_DIR/pending_submit.json; running this again lands it.",
+    )
+    s.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory (holding run.json)")
+    s.add_argument("--job-id", help="job id (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
+                   "Default: the run's job id, else one derived from its proofs")
+    s.add_argument("--no-register", action="store_true", help="fail instead of registering an unknown model")
+    _chain_flags(s)
+    s.set_defaults(fn=cmd_submit)
+
+    r = subparsers.add_parser(
+        "register", help="deploy a model's slice verifiers and register it", formatter_class=fmt, epilog=CHAIN_EPILOG,
+        description="Deploy (once per chain) the EZKL verifier of every slice of RUN_DIR's model and register the model "
+        "(id = sha256 over the slices' verifying keys) with its scales and public input/output counts.",
+    )
+    r.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory (holding run.json) of any run of the model")
+    _chain_flags(r)
+    r.set_defaults(fn=cmd_register)
+
+    q = subparsers.add_parser(
+        "receipt", help="read a stored receipt back from the chain", formatter_class=fmt, epilog=CHAIN_EPILOG,
+        description="Print the receipt stored for JOB_ID: model id, input hash, output hash, de-quantized output, "
+        "prover and block.",
+    )
+    q.add_argument("job_id", metavar="JOB_ID", help="the job id given at submit time")
+    _chain_flags(q)
+    q.set_defaults(fn=cmd_receipt)

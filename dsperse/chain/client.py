@@ -1,0 +1,577 @@
+"""Put a run's receipt on an EVM chain through the ProofOfInference registry, and read it back.
+
+    chain = dsperse.chain.local()              # fresh anvil, stopped on close/exit
+    model_id = chain.register_model(run)       # deploys slice verifiers (cached) + registers
+    chain.submit(run, job_id="job-1")          # one transaction: links + every slice proof
+    print(chain.receipt("job-1").output)
+
+Every failure is a :class:`~dsperse.errors.ChainError`: the node is down
+(:class:`ChainUnavailableError`; a submission is then kept in the run
+directory as ``pending_submit.json`` and lands with a later ``submit``), a
+transaction reverts (:class:`TransactionRevertedError` with the contract's
+reason), or it needs more gas than a block holds (:class:`OutOfGasError`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_utils import keccak
+from web3 import Web3
+from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
+
+from .. import storage
+from ..artifacts import Circuit, Run
+from ..errors import ChainError, ChainUnavailableError, TransactionRevertedError
+from .anvil import LocalChain
+from .deployments import Deployments, default_path
+from .toolchain import REPO_ROOT, CompiledContract, compile_solidity
+from .verifiers import slice_verifier
+
+log = logging.getLogger(__name__)
+
+REGISTRY_SOURCE = REPO_ROOT / "contracts" / "ProofOfInference.sol"
+REGISTRY_NAME = "ProofOfInference"
+PENDING_FILE = "pending_submit.json"
+SUBMITTED_FILE = "chain_receipt.json"
+FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
+GAS_MARGIN = 1.2
+_HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+class OutOfGasError(ChainError):
+    """Raised when a transaction needs more gas than allowed (usually: more than a block holds)."""
+
+    def __init__(self, what: str, needed: int | None, limit: int | None, tx_hash: str | None = None):
+        self.needed, self.limit, self.tx_hash = needed, limit, tx_hash
+        need = f"{needed:,}" if needed else "more than"
+        super().__init__(
+            f"out of gas while {what}: needs {need} gas, limit {limit:,}. "
+            "Use fewer slices per receipt or a chain with a higher block gas limit."
+            if limit
+            else f"out of gas while {what}"
+        )
+
+
+# -- values ------------------------------------------------------------------------
+
+
+def felt_to_uint(felt_hex: str) -> int:
+    """EZKL writes field elements as little-endian hex; the EVM wants the integer."""
+    return int.from_bytes(bytes.fromhex(felt_hex.removeprefix("0x")), "little")
+
+
+def signed(x: int) -> int:
+    """Field element -> signed integer, the way the contract de-maps outputs."""
+    return x - FIELD if x > FIELD // 2 else x
+
+
+def job_id_bytes(job_id: str | bytes) -> bytes:
+    """bytes32 job id: 32 raw bytes or 64 hex digits are used as they are; any other text is keccak256-hashed."""
+    if isinstance(job_id, bytes):
+        if len(job_id) != 32:
+            raise ValueError(f"a bytes job id must be 32 bytes, got {len(job_id)}")
+        return job_id
+    if _HEX32.match(job_id):
+        return bytes.fromhex(job_id.removeprefix("0x"))
+    return keccak(text=job_id)
+
+
+def _hex32(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Everything one ``submit`` transaction carries; self-contained so it can wait in a file."""
+
+    job_id: str
+    """0x-prefixed bytes32."""
+    model_id: str
+    """0x-prefixed bytes32 (the run receipt's sha256 model id)."""
+    proofs: tuple[str, ...]
+    instances: tuple[tuple[int, ...], ...]
+
+    def to_json(self) -> dict:
+        return {"job_id": self.job_id, "model_id": self.model_id, "proofs": list(self.proofs),
+                "instances": [[str(v) for v in col] for col in self.instances]}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Submission":
+        return cls(d["job_id"], d["model_id"], tuple(d["proofs"]), tuple(tuple(int(v) for v in col) for col in d["instances"]))
+
+
+def default_job_id(run: Run) -> str:
+    """The run's own job id, else one derived from its proofs (so resubmitting the same run is a replay)."""
+    if run.receipt.job_id:
+        return run.receipt.job_id
+    h = hashlib.sha256(b"dsperse-job\0" + run.receipt.model_id.encode())
+    for p in run.receipt.proof_hashes:
+        h.update(p.encode())
+    return "0x" + h.hexdigest()
+
+
+def submission_from_run(run: Run, job_id: str | bytes | None = None) -> Submission:
+    """Read the run's slice proofs into the calldata the registry expects."""
+    proofs, instances = [], []
+    for rec in sorted(run.proofs, key=lambda p: p.slice_index):
+        path = Path(rec.path)
+        if not path.is_file():
+            raise ChainError(f"cannot submit: proof of slice {rec.slice_index} missing at {path}")
+        data = json.loads(path.read_text())
+        if data.get("transcript_type") not in (None, "EVM"):
+            raise ChainError(f"{path}: proof transcript is {data['transcript_type']}, the EVM verifier needs 'EVM'")
+        hexp = data.get("hex_proof") or "0x" + bytes(data["proof"]).hex()
+        proofs.append(hexp if hexp.startswith("0x") else "0x" + hexp)
+        instances.append(tuple(felt_to_uint(f) for col in data["instances"] for f in col))
+    jid = job_id if job_id is not None else default_job_id(run)
+    return Submission(_hex32(job_id_bytes(jid)), "0x" + run.receipt.model_id, tuple(proofs), tuple(instances))
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    job_id: str
+    tx_hash: str | None
+    """None when the receipt was already on chain from an earlier attempt."""
+    block: int
+    gas_used: int | None
+    registry: str
+    chain_id: int
+
+
+@dataclass(frozen=True)
+class OnchainReceipt:
+    """A stored receipt, as the registry reports it."""
+
+    job_id: str
+    model_id: str
+    """hex, no 0x: compares equal to ``run.receipt.model_id``."""
+    input_hash: str
+    """0x keccak256 of slice 0's public input field elements (abi.encodePacked uint256[])."""
+    output_hash: str
+    output: tuple[float, ...]
+    """De-quantized with the model's output scale."""
+    output_ints: tuple[int, ...]
+    output_scale: int
+    prover: str
+    block: int
+
+
+def expected_hashes(sub: Submission, num_inputs: int, num_outputs: int) -> tuple[str, str]:
+    """(inputHash, outputHash) the contract will store for ``sub``: lets a client check a receipt offline."""
+    ins = sub.instances[0][:num_inputs]
+    outs = [signed(v) for v in sub.instances[-1][len(sub.instances[-1]) - num_outputs :]]
+    ih = keccak(b"".join(v.to_bytes(32, "big") for v in ins))
+    oh = keccak(b"".join(v.to_bytes(32, "big", signed=True) for v in outs))
+    return _hex32(ih), _hex32(oh)
+
+
+# -- model parameters from circuits ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model_id: str
+    circuits: tuple[Circuit, ...]
+    input_scale: int
+    output_scale: int
+    num_inputs: int
+    num_outputs: int
+
+
+def _instance_shapes(c: Circuit) -> list[list[int]]:
+    return storage.read_json(Path(c.settings)).get("model_instance_shapes", [])
+
+
+def _prod(xs: Sequence[int]) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+def model_spec(circuits_or_run: Run | Sequence[Circuit] | Path | str) -> ModelSpec:
+    """What the registry records for a model: its id, scales and public input/output counts."""
+    from ..receipts import model_id as compute_model_id
+
+    src = circuits_or_run
+    if isinstance(src, (str, Path)):
+        src = Run.load(src)
+    circuits = tuple(sorted(src.circuits if isinstance(src, Run) else src, key=lambda c: c.slice_index))
+    if not circuits:
+        raise ChainError("a model needs at least one slice circuit")
+    for c in circuits[:-1]:
+        if c.output_visibility != "polycommit":
+            raise ChainError(f"slice {c.slice_index} output is {c.output_visibility}; on-chain linking needs polycommit boundaries")
+    for c in circuits[1:]:
+        if c.input_visibility != "polycommit":
+            raise ChainError(f"slice {c.slice_index} input is {c.input_visibility}; on-chain linking needs polycommit boundaries")
+    last = circuits[-1]
+    if last.output_visibility != "public":
+        raise ChainError(f"the last slice's output is {last.output_visibility}; a receipt needs it public")
+    first_shapes, last_shapes = _instance_shapes(circuits[0]), _instance_shapes(last)
+    num_in = _prod(first_shapes[0]) if circuits[0].input_visibility == "public" and first_shapes else 0
+    num_out = _prod(last_shapes[-1]) if last_shapes else 0
+    if num_out == 0:
+        raise ChainError(f"{last.settings}: no public output shape in model_instance_shapes")
+    return ModelSpec(compute_model_id(circuits), circuits, circuits[0].input_scale, last.output_scale, num_in, num_out)
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+def _registry_contract() -> CompiledContract:
+    if not REGISTRY_SOURCE.is_file():
+        raise ChainError(f"registry source missing: {REGISTRY_SOURCE}")
+    return compile_solidity({"ProofOfInference.sol": REGISTRY_SOURCE})[REGISTRY_NAME]
+
+
+def _revert_reason(exc: BaseException) -> str:
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x08c379a0"):
+        try:
+            return abi_decode(["string"], bytes.fromhex(data[10:]))[0]
+        except Exception:  # noqa: BLE001 - fall back to the message
+            pass
+    msg = str(getattr(exc, "message", None) or exc)
+    if isinstance(exc.args[0] if exc.args else None, str):
+        msg = exc.args[0]
+    return msg.removeprefix("execution reverted: ").removeprefix("execution reverted") or "reverted without a reason"
+
+
+_GAS_WORDS = ("out of gas", "gas required exceeds", "exceeds block gas limit", "intrinsic gas too low", "gas limit reached")
+
+
+def _pending_job(workdir: Path) -> str | None:
+    path = Path(workdir) / PENDING_FILE
+    try:
+        return storage.read_json(path)["submission"]["job_id"] if path.is_file() else None
+    except (ValueError, KeyError):
+        return None
+
+
+class ReceiptChain:
+    """A web3 client for the ProofOfInference registry on one chain."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        *,
+        private_key: str | None = None,
+        registry: str | None = None,
+        deployments: Path | str | None = None,
+        timeout: float = 120.0,
+        owner: LocalChain | None = None,
+    ):
+        self.rpc_url = rpc_url
+        self.timeout = timeout
+        self.owner = owner
+        """The anvil this client started (``local()``); stopped by :meth:`close`."""
+        retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError,), retries=2, backoff_factor=0.1)
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60}, exception_retry_configuration=retry))
+        self.account = Account.from_key(private_key) if private_key else None
+        self.deployments = Deployments(Path(deployments) if deployments else default_path())
+        self._registry_addr = Web3.to_checksum_address(registry) if registry else None
+        self._chain_id: int | None = None
+        self._address: str | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _rpc(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (requests.ConnectionError, requests.Timeout, ProviderConnectionError, ConnectionError, TimeoutError) as exc:
+            raise ChainUnavailableError(f"EVM node at {self.rpc_url} is unreachable while {what} ({type(exc).__name__})") from exc
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            with self._rpc("reading the chain id"):
+                self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    @property
+    def address(self) -> str:
+        """The account that signs (private key) or the node's first unlocked account."""
+        if self._address is None:
+            if self.account is not None:
+                self._address = self.account.address
+            else:
+                with self._rpc("listing accounts"):
+                    accts = self.w3.eth.accounts
+                if not accts:
+                    raise ChainError(f"{self.rpc_url} has no unlocked account; pass a private key (--private-key)")
+                self._address = Web3.to_checksum_address(accts[0])
+        return self._address
+
+    def is_up(self) -> bool:
+        try:
+            return bool(self.w3.is_connected())
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            return False
+
+    def contract(self, address: str, abi: list):
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+    def codehash(self, address: str) -> str | None:
+        with self._rpc("reading contract code"):
+            code = bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))
+        return _hex32(keccak(code)) if code else None
+
+    def _block_gas_limit(self) -> int:
+        with self._rpc("reading the block gas limit"):
+            return int(self.w3.eth.get_block("latest")["gasLimit"])
+
+    def _send(self, tx: dict, what: str) -> Any:
+        """Estimate (to surface revert reasons), sign or send, wait; raise ChainError subclasses on failure."""
+        tx = dict(tx, **{"from": self.address})
+        limit = self._block_gas_limit()
+        try:
+            with self._rpc(what):
+                est = int(self.w3.eth.estimate_gas(tx))
+        except ContractLogicError as exc:
+            reason = _revert_reason(exc)
+            if any(w in reason.lower() for w in _GAS_WORDS):
+                raise OutOfGasError(what, None, limit) from exc
+            raise TransactionRevertedError(reason) from exc
+        except (Web3RPCError, ValueError) as exc:
+            text = str(exc).lower()
+            if any(w in text for w in _GAS_WORDS):
+                raise OutOfGasError(what, None, limit) from exc
+            if "revert" in text:
+                raise TransactionRevertedError(_revert_reason(exc)) from exc
+            raise ChainError(f"node refused {what}: {exc}") from exc
+        if est > limit:
+            raise OutOfGasError(what, est, limit)
+        tx["gas"] = min(int(est * GAS_MARGIN), limit)
+        with self._rpc(what):
+            if self.account is not None:
+                tx.setdefault("chainId", self.chain_id)
+                tx["nonce"] = self.w3.eth.get_transaction_count(self.address, "pending")
+                if "maxFeePerGas" not in tx and "gasPrice" not in tx:
+                    base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+                    tip = int(self.w3.eth.max_priority_fee)
+                    tx["maxPriorityFeePerGas"], tx["maxFeePerGas"] = tip, 2 * base + tip
+                signed_tx = self.account.sign_transaction(tx)
+                tx_hash = self.w3.eth.send_raw_transaction(signed_tx.raw_transaction)
+            else:
+                tx_hash = self.w3.eth.send_transaction(tx)
+            try:
+                rc = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
+            except TimeExhausted as exc:
+                raise ChainError(f"{what}: transaction {tx_hash.hex()} not mined within {self.timeout:.0f}s") from exc
+        if rc["status"] != 1:
+            h = "0x" + bytes(tx_hash).hex()
+            if rc["gasUsed"] >= tx["gas"]:
+                raise OutOfGasError(what, rc["gasUsed"], tx["gas"], h)
+            raise TransactionRevertedError(self._replay_reason(tx, rc["blockNumber"]), h)
+        return rc
+
+    def _replay_reason(self, tx: dict, block: int) -> str:
+        try:
+            self.w3.eth.call({k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}, block)
+        except ContractLogicError as exc:
+            return _revert_reason(exc)
+        except Exception as exc:  # noqa: BLE001
+            return str(exc)
+        return "reverted (no reason on replay)"
+
+    def transact(self, fn, what: str = "sending a transaction") -> Any:
+        """Send a bound contract call (``contract.functions.f(...)``); returns the mined receipt."""
+        return self._send({"to": fn.address, "data": fn._encode_transaction_data()}, what)
+
+    def deploy(self, compiled: CompiledContract, *args: Any, what: str | None = None) -> str:
+        """Deploy a compiled contract; returns its address."""
+        ctor = self.w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode).constructor(*args)
+        rc = self._send({"data": ctor.data_in_transaction}, what or f"deploying {compiled.name}")
+        return Web3.to_checksum_address(rc["contractAddress"])
+
+    # -- registry ------------------------------------------------------------------------------
+
+    def _known(self, kind: str, name: str) -> str | None:
+        rec = self.deployments.get(self.chain_id, kind, name)
+        if rec and self.codehash(rec["address"]) == rec["codehash"]:
+            return Web3.to_checksum_address(rec["address"])
+        return None
+
+    @property
+    def registry_address(self) -> str | None:
+        if self._registry_addr is None:
+            self._registry_addr = self._known("registry", REGISTRY_NAME)
+        return self._registry_addr
+
+    def registry(self, deploy: bool = False):
+        """The ProofOfInference contract; deploys one (and records it) when ``deploy`` and none is known."""
+        compiled = _registry_contract()
+        addr = self.registry_address
+        if addr is None:
+            if not deploy:
+                raise ChainError(
+                    f"no ProofOfInference registry known for chain {self.chain_id} in {self.deployments.path}; "
+                    "pass registry=ADDRESS (--registry) or run `dsperse register` first"
+                )
+            addr = self.deploy(compiled, what="deploying the ProofOfInference registry")
+            self.deployments.put(self.chain_id, "registry", REGISTRY_NAME, addr, self.codehash(addr), rpc=self.rpc_url)
+            self._registry_addr = addr
+            log.info("deployed ProofOfInference at %s on chain %d", addr, self.chain_id)
+        elif not self.codehash(addr):
+            raise ChainError(f"no contract at registry address {addr} on chain {self.chain_id}")
+        return self.contract(addr, compiled.abi)
+
+    def deploy_verifier(self, circuit: Circuit) -> str:
+        """Deploy (once per chain) the EZKL verifier of one slice; returns its address."""
+        v = slice_verifier(Path(circuit.vk), Path(circuit.settings), Path(circuit.srs))
+        if addr := self._known("verifier", v.key):
+            return addr
+        addr = self.deploy(v.contract, what=f"deploying the verifier of slice {circuit.slice_index}")
+        self.deployments.put(self.chain_id, "verifier", v.key, addr, self.codehash(addr), slice_index=circuit.slice_index)
+        return addr
+
+    def model(self, model_id: str) -> dict | None:
+        """The registry's record of a model, or None when it is not registered."""
+        reg = self.registry()
+        with self._rpc("reading a model"):
+            v, in_s, out_s, n_in, n_out, who = reg.functions.getModel(job_id_bytes(model_id)).call()
+        if not v:
+            return None
+        return {"verifiers": list(v), "input_scale": in_s, "output_scale": out_s, "num_inputs": n_in,
+                "num_outputs": n_out, "registrant": who}  # fmt: skip
+
+    def register_model(self, circuits_or_run: Run | Sequence[Circuit] | Path | str) -> str:
+        """Deploy the slice verifiers and register the model (idempotent); returns the model id (hex)."""
+        spec = model_spec(circuits_or_run)
+        reg = self.registry(deploy=True)
+        existing = self.model(spec.model_id)
+        if existing is not None:
+            self._check_same_model(spec, existing)
+            return spec.model_id
+        verifiers = [self.deploy_verifier(c) for c in spec.circuits]
+        fn = reg.functions.registerModel(
+            job_id_bytes(spec.model_id), verifiers, spec.input_scale, spec.output_scale, spec.num_inputs, spec.num_outputs
+        )
+        self.transact(fn, f"registering model {spec.model_id[:12]}")
+        return spec.model_id
+
+    def _check_same_model(self, spec: ModelSpec, existing: dict) -> None:
+        if len(existing["verifiers"]) != len(spec.circuits) or existing["num_outputs"] != spec.num_outputs:
+            raise ChainError(f"model {spec.model_id} is registered with a different slice layout: {existing}")
+        for c, addr in zip(spec.circuits, existing["verifiers"]):
+            want = slice_verifier(Path(c.vk), Path(c.settings), Path(c.srs)).contract.deployed_bytecode
+            if self.codehash(addr) != _hex32(keccak(hexstr=want)):
+                raise ChainError(
+                    f"model {spec.model_id} is registered with a verifier at {addr} for slice {c.slice_index} "
+                    "whose code is not this slice's verifier; do not trust receipts of that registration"
+                )
+
+    # -- receipts ------------------------------------------------------------------------------
+
+    def submit(self, run: Run | Path | str, job_id: str | bytes | None = None, *, register: bool = True) -> SubmitResult:
+        """Submit a run's proofs as one transaction. If the node is down, keep it in ``run_dir/pending_submit.json``."""
+        if not isinstance(run, Run):
+            run = Run.load(run)
+        sub = submission_from_run(run, job_id)
+        retrying = _pending_job(run.workdir) == sub.job_id  # an earlier attempt may have landed after all
+        try:
+            if register:
+                self.register_model(run)
+            result = self.submit_raw(sub, landed_ok=retrying)
+        except ChainUnavailableError as exc:
+            pending = self._keep_pending(run.workdir, sub)
+            raise ChainUnavailableError(
+                f"{exc}. The submission was kept in {pending}; it lands with a later "
+                f"`dsperse submit {run.workdir} --rpc URL` (or ReceiptChain.submit_pending)."
+            ) from exc
+        self._landed(run.workdir, result)
+        return result
+
+    def submit_pending(self, workdir: Path | str) -> SubmitResult:
+        """Land a submission that was kept while the chain was down."""
+        workdir = Path(workdir)
+        path = workdir / PENDING_FILE
+        if not path.is_file():
+            raise ChainError(f"nothing pending: {path} does not exist")
+        data = storage.read_json(path)
+        sub = Submission.from_json(data["submission"])
+        kept = data.get("registry")
+        if self.registry_address is None and kept and data.get("chain_id") in (None, self.chain_id):
+            want = _hex32(keccak(hexstr=_registry_contract().deployed_bytecode))
+            if self.codehash(kept) == want:  # the registry the first attempt used is (still) there
+                self._registry_addr = Web3.to_checksum_address(kept)
+        if (workdir / Run.FILE).is_file():
+            self.register_model(workdir)
+        result = self.submit_raw(sub, landed_ok=True)
+        self._landed(workdir, result)
+        return result
+
+    def submit_raw(self, sub: Submission, *, landed_ok: bool = False) -> SubmitResult:
+        """Send one prepared submission.
+
+        With ``landed_ok`` (retrying a kept submission), a receipt that this account already stored for the
+        same job, model and output counts as landed: the first attempt's transaction may have been mined
+        after the node stopped answering. Otherwise a reused job id reverts ("job id already used").
+        """
+        reg = self.registry()
+        jid = job_id_bytes(sub.job_id)
+        if landed_ok:
+            with self._rpc("reading the receipt"):
+                stored = reg.functions.getReceipt(jid).call()
+            m = self.model(sub.model_id)
+            same_output = m is not None and bytes(stored[2]).hex() == expected_hashes(sub, m["num_inputs"], m["num_outputs"])[1][2:]
+            if stored[5] != 0 and stored[0] == job_id_bytes(sub.model_id) and stored[4] == self.address and same_output:
+                return SubmitResult(sub.job_id, None, int(stored[5]), None, reg.address, self.chain_id)
+        fn = reg.functions.submit(jid, job_id_bytes(sub.model_id), [bytes.fromhex(p[2:]) for p in sub.proofs],
+                                  [list(col) for col in sub.instances])  # fmt: skip
+        rc = self.transact(fn, f"submitting job {sub.job_id[:12]}")
+        return SubmitResult(sub.job_id, "0x" + bytes(rc["transactionHash"]).hex(), int(rc["blockNumber"]),
+                            int(rc["gasUsed"]), reg.address, self.chain_id)  # fmt: skip
+
+    def _keep_pending(self, workdir: Path, sub: Submission) -> Path:
+        chain_id = self._chain_id  # never ask the (down) node
+        record = {"submission": sub.to_json(), "rpc_url": self.rpc_url, "registry": self._registry_addr,
+                  "chain_id": chain_id, "kept_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        return storage.write_json(Path(workdir) / PENDING_FILE, record)
+
+    def _landed(self, workdir: Path, result: SubmitResult) -> None:
+        storage.write_json(Path(workdir) / SUBMITTED_FILE, {**asdict(result), "rpc_url": self.rpc_url})
+        (Path(workdir) / PENDING_FILE).unlink(missing_ok=True)
+
+    def receipt(self, job_id: str | bytes) -> OnchainReceipt | None:
+        """The stored receipt of ``job_id`` (same job id text as given to submit), or None."""
+        reg = self.registry()
+        jid = job_id_bytes(job_id)
+        with self._rpc("reading the receipt"):
+            model_id, ih, oh, outs, prover, block = reg.functions.getReceipt(jid).call()
+        if block == 0:
+            return None
+        m = self.model(bytes(model_id).hex())
+        scale = m["output_scale"] if m else 0
+        return OnchainReceipt(
+            job_id=_hex32(jid), model_id=bytes(model_id).hex(), input_hash=_hex32(bytes(ih)), output_hash=_hex32(bytes(oh)),
+            output=tuple(v / 2**scale for v in outs), output_ints=tuple(int(v) for v in outs), output_scale=scale,
+            prover=Web3.to_checksum_address(prover), block=int(block),
+        )  # fmt: skip
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the local chain this client started, if any."""
+        if self.owner is not None:
+            self.owner.stop()
+
+    def __enter__(self) -> "ReceiptChain":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,195 @@
+"""The ``dsperse`` command: slice, compile, prove, verify, and the demo that runs them all.
+
+Each subcommand wires library calls together and prints a short result; the
+logic lives in the library. Other areas (chain, market, cluster) add their own
+subcommands through ``add_subcommands(subparsers)``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import DsperseError
+
+EPILOG = """\
+typical flow:
+  dsperse slice model.onnx -o model.slices --max-slices 3
+  dsperse compile model.slices                      # keys cached by content; a 2nd run skips setup
+  dsperse prove model.slices --input input.json -w runs/job1 --job-id job1
+  dsperse verify runs/job1 --job-id job1 --reference
+  dsperse submit runs/job1 --rpc http://127.0.0.1:8545   # put the receipt on an EVM chain
+
+  dsperse demo                                      # all of the above on a bundled model and a local chain
+
+SRS: without --srs a DEVELOPMENT SRS is generated once per size into the cache (~/.cache/dsperse or
+$DSPERSE_CACHE). It is not safe for production: pass --srs with a ceremony file for real use.
+"""
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.replace("x", ",").split(",") if x)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a shape like 1,3,32,32, got {text!r}") from exc
+
+
+def cmd_slice(a: argparse.Namespace) -> int:
+    from . import slice as slice_model
+
+    plan = slice_model(a.model, a.out, max_slices=a.max_slices, strategy=a.strategy, cuts=a.cuts, input_shape=a.input_shape)
+    for s in plan.slices:
+        print(f"slice {s.index}: {s.input_name} {list(s.input_shape)} -> {s.output_name} {list(s.output_shape)}  "
+              f"ops={'+'.join(s.op_types)}  cost~{s.cost}")
+    print(f"plan written to {plan.root / plan.FILE}")
+    return 0
+
+
+def _config(a: argparse.Namespace):
+    from .circuits import CircuitConfig
+
+    return CircuitConfig(scale=a.scale, logrows=a.logrows)
+
+
+def cmd_compile(a: argparse.Namespace) -> int:
+    from . import compile as compile_plan
+
+    for c in compile_plan(a.plan, srs=a.srs, cache=a.cache, config=_config(a)):
+        state = "cached" if c.reused else "set up"
+        print(f"slice {c.slice_index}: k={c.logrows} rows={c.num_rows} scale {c.input_scale}->{c.output_scale} "
+              f"{c.input_visibility}->{c.output_visibility}  keys {state} ({c.key_id[:12]})")
+    return 0
+
+
+def cmd_prove(a: argparse.Namespace) -> int:
+    from . import prove
+
+    result = prove(a.plan, a.input, a.workdir, srs=a.srs, cache=a.cache, config=_config(a), job_id=a.job_id, cluster=a.cluster)
+    for run in result if isinstance(result, list) else [result]:
+        print(json.dumps({"workdir": str(run.workdir), "output": run.output, "model_id": run.receipt.model_id,
+                          "input_hash": run.receipt.input_hash, "job_id": run.receipt.job_id}))
+    return 0
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .pipeline import load_inputs
+    from .verification import Tolerance, verify
+
+    expected = load_inputs(a.input)[0] if a.input else None
+    verify(a.run, job_id=a.job_id, expected_input=expected, reference=a.reference, tolerance=Tolerance(a.atol, a.rtol))
+    print(f"OK: every slice proof verifies and every link holds ({a.run})")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(workdir=a.workdir, slices=a.max_slices, chain=not a.no_chain, cache=a.cache)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dsperse",
+        description="Distributed proof of inference: slice an ONNX model, prove each slice with EZKL, link the slices "
+        "by KZG commitments, and record a receipt on an EVM chain.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logs (-vv for EZKL's own)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("slice", help="cut an ONNX model into consecutive slices", description=
+                       "Cut MODEL into slices with one tensor crossing each cut. Cuts inside skip connections are refused.")
+    s.add_argument("model", type=Path, help="the ONNX model")
+    s.add_argument("-o", "--out", type=Path, help="output directory (default: MODEL.slices)")
+    s.add_argument("--max-slices", type=int, help="at most this many slices (merged by cost)")
+    s.add_argument("--strategy", choices=["balanced", "layers"], default="balanced",
+                   help="layers: one slice per Conv/Gemm/MatMul; balanced: minimise the largest slice's estimated cost")
+    s.add_argument("--cuts", type=lambda t: [int(x) for x in t.split(",")], help="explicit cut positions, e.g. 2,4")
+    s.add_argument("--input-shape", type=_shape, help="fix a dynamic input shape, e.g. 1,3,32,32")
+    s.set_defaults(fn=cmd_slice)
+
+    def circuit_flags(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--srs", type=Path, help="a ceremony SRS file (default: a cached DEV SRS, not for production)")
+        q.add_argument("--cache", type=Path, help="key/SRS cache directory (default: $DSPERSE_CACHE or ~/.cache/dsperse)")
+        q.add_argument("--scale", type=int, help="fixed-point scale in bits (default: calibrated)")
+        q.add_argument("--logrows", type=int, help="circuit size 2^k for every slice (default: smallest that fits)")
+
+    c = sub.add_parser("compile", help="build circuits and keys for every slice (cached)",
+                       description="gen_settings, calibrate, compile and setup for each slice of PLAN. Keys are cached "
+                       "under a hash of (slice, settings, SRS), so a second run performs no setup.")
+    c.add_argument("plan", type=Path, help="slice directory (holding plan.json)")
+    circuit_flags(c)
+    c.set_defaults(fn=cmd_compile)
+
+    pr = sub.add_parser("prove", help="prove an input through every slice", description=
+                        "Generate witnesses slice by slice, prove each slice, and write a run directory with a receipt. "
+                        "Re-running with the same --workdir resumes: finished slices are not proven again.")
+    pr.add_argument("plan", type=Path, help="slice directory (holding plan.json)")
+    pr.add_argument("--input", required=True, type=Path, help='JSON {"input_data": [[...]]} (several rows = a batch) or .npy')
+    pr.add_argument("-w", "--workdir", type=Path, help="run directory (default: next to the plan)")
+    pr.add_argument("--job-id", help="bind the receipt to this job id")
+    pr.add_argument("--cluster", help="prove on Ray: 'auto' (running cluster or a new local one) or an address")
+    circuit_flags(pr)
+    pr.set_defaults(fn=cmd_prove)
+
+    v = sub.add_parser("verify", help="verify a run: slice proofs, links, receipt", description=
+                       "Verify every slice proof, every link (slice i output commitment == slice i+1 input commitment) "
+                       "and that the receipt states what the proofs state.")
+    v.add_argument("run", type=Path, help="run directory (holding run.json)")
+    v.add_argument("--job-id", help="fail unless the run was proven for this job")
+    v.add_argument("--input", type=Path, help="fail unless the run was proven on this input")
+    v.add_argument("--reference", action="store_true", help="also compare the output with onnxruntime")
+    v.add_argument("--atol", type=float, default=0.05, help="absolute tolerance for --reference (default 0.05)")
+    v.add_argument("--rtol", type=float, default=0.05, help="relative tolerance for --reference (default 0.05)")
+    v.set_defaults(fn=cmd_verify)
+
+    d = sub.add_parser("demo", help="end to end on the bundled model: slice, prove, verify, receipt on a local chain")
+    d.add_argument("-w", "--workdir", type=Path, default=Path("runs/demo"), help="where to write everything (default runs/demo)")
+    d.add_argument("--max-slices", type=int, default=3)
+    d.add_argument("--no-chain", action="store_true", help="stop after verification (no local chain)")
+    d.add_argument("--cache", type=Path, help="key/SRS cache directory")
+    d.set_defaults(fn=cmd_demo)
+
+    cl = sub.add_parser("cluster", help="check Ray cluster launcher / KubeRay YAMLs offline")
+    cl_sub = cl.add_subparsers(dest="cluster_command", required=True)
+    cv = cl_sub.add_parser("validate", help="validate YAMLs the way `ray up` does, without touching a cloud")
+    cv.add_argument("files", nargs="+", type=Path)
+    cv.set_defaults(fn=lambda a: __import__("dsperse.clusters", fromlist=["main"]).main([str(f) for f in a.files]))
+
+    for module in ("dsperse.chain.cli", "dsperse.sampling.cli"):
+        _add_optional(sub, module)
+    return p
+
+
+def _add_optional(sub, module: str) -> None:
+    """Areas with extra dependencies register their own subcommands when importable."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return
+    if hasattr(mod, "add_subcommands"):
+        mod.add_subcommands(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 1), format="%(levelname)s %(name)s: %(message)s")
+    if a.verbose < 2:
+        from ._ezkl import quiet_logs
+
+        quiet_logs()
+    try:
+        return a.fn(a) or 0
+    except DsperseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

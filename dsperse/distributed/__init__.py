@@ -1,0 +1,18 @@
+"""Slice proving on a Ray cluster: one SliceProver actor per slice, inputs pipelined.
+
+    from dsperse.distributed import prove_on_ray, RayOptions
+    runs = dsperse.prove(plan, inputs=[x1, x2], workdir="runs/b", cluster="auto")
+
+This package is the only place (with ``pipelines/``) that imports Ray; the core
+reaches it lazily through ``dsperse.prove(..., cluster=...)``.
+"""
+from __future__ import annotations
+
+from .cluster import ActorResources, ClusterError, NoGPUError, ProverPlacementError, connect, plan_resources
+from .pool import ProverPool, RayOptions
+from .runner import prove_on_ray
+
+__all__ = [
+    "ActorResources", "ClusterError", "NoGPUError", "ProverPlacementError", "ProverPool", "RayOptions",
+    "connect", "plan_resources", "prove_on_ray",
+]

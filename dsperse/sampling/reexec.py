@@ -1,0 +1,59 @@
+"""Validator re-execution: recompute a job's output with EZKL's witness generator and hash it.
+
+EZKL's witness is quantized fixed-point integer arithmetic over a prime field, so two honest runs of
+the same compiled circuit(s) on the same input give bit-identical output field elements: validators
+can compare hashes instead of floats. Slices run in sequence, each eating the previous slice's output
+field elements, as the prover does.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import ezkl
+
+from .. import _ezkl, storage
+from ..errors import MissingArtifactError, ProofError
+from .market import output_hash
+
+
+@dataclass(frozen=True)
+class SliceCircuit:
+    """What gen_witness needs for one slice (vk and srs only when a boundary is polycommit)."""
+
+    compiled: Path
+    vk: Path | None = None
+    srs: Path | None = None
+
+
+def witness_output_felts(circuits: Sequence[SliceCircuit], inputs: Sequence[float], workdir: Path | None = None) -> list[str]:
+    """Run every slice's witness generation in order and return the last slice's output felts."""
+    if not circuits:
+        raise ValueError("no circuits to re-execute")
+    with tempfile.TemporaryDirectory(prefix="dsperse-reexec-", dir=workdir) as tmp:
+        values: list = [float(x) for x in inputs]
+        for i, c in enumerate(circuits):
+            if not Path(c.compiled).is_file():
+                raise MissingArtifactError(f"compiled circuit of slice {i}", c.compiled)
+            data = Path(tmp) / f"in{i}.json"
+            out = Path(tmp) / f"w{i}.json"
+            storage.write_json(data, {"input_data": [values]})
+            args = [str(data), str(c.compiled), str(out)]
+            if c.vk is not None:
+                args += [str(c.vk), str(c.srs) if c.srs else None]
+            _ezkl.call(f"gen_witness (re-execution, slice {i})", ProofError, ezkl.gen_witness, *args)
+            values = [f for tensor in storage.read_json(out)["outputs"] for f in tensor]
+        return list(values)
+
+
+def felts_to_ints(felts: Sequence[str]) -> list[int]:
+    """Signed integers of EZKL field elements (the quantized outputs ProofOfInference stores)."""
+    return [int(ezkl.felt_to_int(f)) for f in felts]
+
+
+def reexecute(circuits: Sequence[SliceCircuit], inputs: Sequence[float], workdir: Path | None = None) -> tuple[list[int], bytes]:
+    """(quantized outputs, output hash) of one honest re-execution: what a validator submits."""
+    outs = felts_to_ints(witness_output_felts(circuits, inputs, workdir))
+    return outs, output_hash(outs)

@@ -1,0 +1,58 @@
+"""Session fixtures shared by every test area: tiny zoo models and one real proven 3-slice run.
+
+Keys and the dev SRS live in the persistent cache ($DSPERSE_CACHE or ~/.cache/dsperse), so they are
+made once per machine, never per test.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dsperse
+from dsperse import srs as srs_mod, zoo
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return srs_mod.cache_dir()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def zoo_model(models_dir):
+    """zoo_model(name) -> path of a seeded ONNX export (made once per session)."""
+
+    def make(name: str, seed: int = 0) -> Path:
+        path = models_dir / f"{name}-{seed}.onnx"
+        if not path.exists():
+            zoo.export(name, path, seed)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def mlp_input() -> np.ndarray:
+    return np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def mlp_plan(zoo_model, tmp_path_factory) -> dsperse.SlicePlan:
+    return dsperse.slice(zoo_model("mlp"), tmp_path_factory.mktemp("mlp-slices"), max_slices=3, strategy="layers")
+
+
+@pytest.fixture(scope="session")
+def mlp_circuits(mlp_plan, mlp_input, cache_dir):
+    return dsperse.compile(mlp_plan, cache=cache_dir, calibration_input=mlp_input)
+
+
+@pytest.fixture(scope="session")
+def mlp_run(mlp_plan, mlp_circuits, mlp_input, tmp_path_factory) -> dsperse.Run:
+    """A real, honest 3-slice run of the zoo MLP (EZKL proofs at k=15). Treat as read-only."""
+    return dsperse.prove(mlp_plan, mlp_input, tmp_path_factory.mktemp("mlp-run"), circuits=mlp_circuits, job_id="job-1", progress=False)
