@@ -32,9 +32,12 @@ def slice(  # noqa: A001 - the SDK verb is the point
     strategy: Strategy = "balanced",
     cuts: Sequence[int] | None = None,
     input_shape: Sequence[int] | None = None,
+    estimate: str = "heuristic",
 ) -> SlicePlan:
     """Cut ``model`` into consecutive slices; see :func:`dsperse.slicing.slice_model`."""
-    return slice_model(model, out_dir, max_slices=max_slices, strategy=strategy, cuts=cuts, input_shape=input_shape)
+    return slice_model(
+        model, out_dir, max_slices=max_slices, strategy=strategy, cuts=cuts, input_shape=input_shape, estimate=estimate
+    )
 
 
 def compile(plan: SlicePlan | Path | str, **kwargs) -> list[Circuit]:  # noqa: A001

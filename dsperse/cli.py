@@ -39,7 +39,8 @@ def _shape(text: str) -> tuple[int, ...]:
 def cmd_slice(a: argparse.Namespace) -> int:
     from . import slice as slice_model
 
-    plan = slice_model(a.model, a.out, max_slices=a.max_slices, strategy=a.strategy, cuts=a.cuts, input_shape=a.input_shape)
+    plan = slice_model(a.model, a.out, max_slices=a.max_slices, strategy=a.strategy, cuts=a.cuts, input_shape=a.input_shape,
+                        estimate=a.estimate)
     for s in plan.slices:
         print(f"slice {s.index}: {s.input_name} {list(s.input_shape)} -> {s.output_name} {list(s.output_shape)}  "
               f"ops={'+'.join(s.op_types)}  cost~{s.cost}")
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-slices", type=int, help="at most this many slices (merged by cost)")
     s.add_argument("--strategy", choices=["balanced", "layers"], default="balanced",
                    help="layers: one slice per Conv/Gemm/MatMul; balanced: minimise the largest slice's estimated cost")
+    s.add_argument("--estimate", choices=["heuristic", "ezkl"], default="heuristic",
+                   help="cost model for balancing: MAC/element heuristic, or EZKL's row count per piece (slower, exact)")
     s.add_argument("--cuts", type=lambda t: [int(x) for x in t.split(",")], help="explicit cut positions, e.g. 2,4")
     s.add_argument("--input-shape", type=_shape, help="fix a dynamic input shape, e.g. 1,3,32,32")
     s.set_defaults(fn=cmd_slice)

@@ -118,7 +118,11 @@ def prove(
     xs = load_inputs(inputs)
     workdir = Path(workdir) if workdir is not None else plan.root.parent / "runs" / "latest"
     if circuits is None:
-        circuits = compile_plan(plan, srs=srs, cache=cache, config=config, calibration_input=coerce_input(plan.input_shape, xs[0]))
+        for x in xs:  # reject a wrong input before any slow work
+            coerce_input(plan.input_shape, x)
+        # calibrate on the plan's seeded default data, not on this input: keys (and so the model id) must not
+        # depend on which input happens to be proven first
+        circuits = compile_plan(plan, srs=srs, cache=cache, config=config)
     if cluster is not None:
         from .distributed import prove_on_ray  # Ray stays out of the core import path
 

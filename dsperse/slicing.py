@@ -163,6 +163,33 @@ def choose_cuts(info: GraphInfo, strategy: Strategy, max_slices: int | None) -> 
     raise SlicingError(f"unknown slicing strategy {strategy!r}; choose 'layers' or 'balanced'")
 
 
+def ezkl_costs(lm: LoadedModel, info: GraphInfo) -> GraphInfo:
+    """Replace the heuristic with EZKL's own row count for each piece between two valid cuts.
+
+    Each piece's ``num_rows`` (from ``ezkl.gen_settings``, ~0.3 s each) is booked on its first node;
+    cuts only fall between pieces, so the partition sees exact per-piece rows.
+    """
+    import dataclasses
+    import tempfile
+
+    import ezkl
+
+    from . import _ezkl
+
+    bounds = [0, *info.valid_cuts, len(info.nodes)]
+    names = [lm.input_name, *(info.crossing[c] for c in info.valid_cuts), lm.output_name]
+    extractor = Extractor(lm.proto)
+    costs = [0] * len(info.nodes)
+    with tempfile.TemporaryDirectory() as d:
+        for k in range(len(bounds) - 1):
+            piece, settings = Path(d) / f"p{k}.onnx", Path(d) / f"p{k}.json"
+            onnx.save(extractor.extract_model([names[k]], [names[k + 1]]), str(piece))
+            _ezkl.call("gen_settings (cost estimate)", SlicingError, ezkl.gen_settings, str(piece), str(settings),
+                       py_run_args=_ezkl.run_args(param_visibility="fixed"))
+            costs[bounds[k]] = int(storage.read_json(settings)["num_rows"])
+    return dataclasses.replace(info, node_costs=tuple(costs))
+
+
 def slice_model(
     model: Path | str | LoadedModel,
     out_dir: Path | str | None = None,
@@ -171,15 +198,19 @@ def slice_model(
     strategy: Strategy = "balanced",
     cuts: Sequence[int] | None = None,
     input_shape: Sequence[int] | None = None,
+    estimate: Literal["heuristic", "ezkl"] = "heuristic",
 ) -> SlicePlan:
     """Slice a model and write ``slice_<i>.onnx`` files plus ``plan.json`` into ``out_dir``.
 
     ``cuts`` overrides the strategy with explicit node positions (each must be a valid cut).
+    ``estimate="ezkl"`` balances on EZKL's row counts instead of the MAC/element heuristic.
     """
     lm = model if isinstance(model, LoadedModel) else load_model(model, input_shape)
     if max_slices is not None and max_slices < 1:
         raise SlicingError(f"max_slices must be >= 1, got {max_slices}")
     info = analyse(lm)
+    if estimate == "ezkl":
+        info = ezkl_costs(lm, info)
     if cuts is None:
         cuts = choose_cuts(info, strategy, max_slices)
         if max_slices is not None and len(cuts) + 1 < max_slices:

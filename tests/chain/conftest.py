@@ -17,14 +17,19 @@ def require_toolchain() -> None:
 
 
 @pytest.fixture(scope="session")
+def toolchain():
+    """Skip (with the reason) when anvil/cast/solc-js are not installed; .ci/run installs them."""
+    require_toolchain()
+
+
+@pytest.fixture(scope="session")
 def deployments_file(tmp_path_factory):
     return tmp_path_factory.mktemp("evm") / "deployments.json"
 
 
 @pytest.fixture(scope="module")
-def chain(deployments_file):
+def chain(toolchain, deployments_file):
     """A ReceiptChain on a fresh anvil (dev account 0 signs); the anvil is stopped when the module ends."""
-    require_toolchain()
     import dsperse.chain
 
     with dsperse.chain.local(deployments=deployments_file) as client:

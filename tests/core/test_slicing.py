@@ -72,3 +72,21 @@ def test_flatten_and_reshape_slice_cleanly(zoo_model, tmp_path):
 def test_max_slices_must_be_positive(zoo_model, tmp_path):
     with pytest.raises(SlicingError, match="max_slices"):
         dsperse.slice(zoo_model("mlp"), tmp_path, max_slices=0)
+
+
+def test_ezkl_row_estimate_balances_on_real_rows(zoo_model, tmp_path):
+    import ezkl
+
+    from dsperse import _ezkl
+
+    plan = dsperse.slice(zoo_model("cnn"), tmp_path, max_slices=3, estimate="ezkl")
+    assert len(plan.slices) == 3
+    rows = []
+    for s in plan.slices:
+        out = tmp_path / f"s{s.index}.json"
+        ezkl.gen_settings(str(s.path), str(out), py_run_args=_ezkl.run_args(param_visibility="fixed"))
+        rows.append(__import__("json").loads(out.read_text())["num_rows"])
+    costs = [s.cost for s in plan.slices]
+    # a slice's cost sums its pieces' rows, each with some fixed overhead: an upper bound that tracks the real rows
+    assert all(r <= c <= 3 * r for r, c in zip(rows, costs)), (rows, costs)
+    assert costs != [s.cost for s in dsperse.slice(zoo_model("cnn"), tmp_path / "h", max_slices=3).slices]

@@ -1,0 +1,44 @@
+"""Child process that writes an aggregate's Solidity verifier with ``ezkl.create_evm_verifier_aggr``.
+
+Run by :func:`dsperse.aggregation.aggregate.evm_verifier`. Leaves with ``os._exit``: the interpreter
+aborts (exit 134) while finalizing after EZKL's async calls.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _generate(vk: Path, settings: Path, srs: Path, logrows: int, out: Path) -> None:
+    import ezkl
+
+    from dsperse import _ezkl, storage
+    from dsperse.errors import AggregationError
+
+    with storage.atomic_path(out) as tmp_sol, storage.atomic_path(out.with_suffix(".abi")) as tmp_abi:
+        _ezkl.call_async("create_evm_verifier_aggr", AggregationError, ezkl.create_evm_verifier_aggr,
+                         [str(settings)], str(vk), str(tmp_sol), str(tmp_abi), logrows, str(srs), False)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m dsperse.aggregation._gen_verifier",
+                                description="Write an aggregate's Solidity verifier with EZKL (child process).")  # fmt: skip
+    p.add_argument("--vk", type=Path, required=True)
+    p.add_argument("--settings", type=Path, required=True)
+    p.add_argument("--srs", type=Path, required=True)
+    p.add_argument("--logrows", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    try:
+        _generate(a.vk, a.settings, a.srs, a.logrows, a.out)
+    except BaseException as exc:  # noqa: BLE001 - report and leave without running EZKL's finalizers
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

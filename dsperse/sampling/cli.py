@@ -1,0 +1,487 @@
+"""``dsperse market ...``: run a Proof-of-Sampling market from the shell, and its economics and simulation.
+
+Added to the ``dsperse`` command by :func:`add_subcommands`; also runnable as
+``python -m dsperse.sampling.cli``. Each subcommand is one contract call (or one computation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+MARKET_EPILOG = """\
+how a job goes (every step is one command; anyone may run draw and settle):
+  dsperse market deploy --poi 0xREGISTRY --audit-bps 500            # p = 5%; prints the market address
+  export DSPERSE_MARKET=0x...  DSPERSE_RPC=http://127.0.0.1:8545
+  DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market stake 2ether
+  DSPERSE_PRIVATE_KEY=$REQUESTER dsperse market post-job MODEL_ID --input-hash 0x.. --operator 0xOP --fee 0.01ether
+  DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market commit JOB_ID --outputs 240,-578,517
+  dsperse market draw JOB_ID            # after audit-delay blocks: sampled or not (blockhash of commit+k)
+  sampled   -> the operator proves:      dsperse submit RUN_DIR --job-id JOB_ID ; dsperse market prove JOB_ID
+               (or validators vote:      dsperse market verdict JOB_ID --outputs ...)
+  unsampled -> anyone may challenge:     dsperse market challenge JOB_ID --bond 0.1ether
+  dsperse market settle JOB_ID          # pays, or slashes a missed deadline
+  dsperse market withdraw               # pull fees, refunds, bonds and rewards credited to you
+
+amounts: plain wei, or with a unit: 2ether, 0.5eth, 30gwei. Keys: --private-key or $DSPERSE_PRIVATE_KEY.
+The economics (how large p must be for honesty to pay) are in `dsperse market economics --help` and docs/posp.md.
+"""
+
+_UNITS = {"wei": 1, "gwei": 10**9, "eth": 10**18, "ether": 10**18}
+
+
+def parse_amount(text: str) -> int:
+    """'2ether' / '0.5eth' / '30gwei' / '1000' (wei) -> wei."""
+    t = text.strip().lower().replace("_", "")
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if t.endswith(unit):
+            num, mult = t[: -len(unit)].strip(), _UNITS[unit]
+            break
+    else:
+        num, mult = t, 1
+    try:
+        value = Decimal(num) * mult
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount: {text!r} (use e.g. 1000, 30gwei, 0.5ether)") from None
+    if value != value.to_integral_value() or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole, non-negative number of wei")
+    return int(value)
+
+
+def _bytes32(text: str) -> bytes:
+    from .market import model_id_bytes
+
+    return model_id_bytes(text)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (quantized outputs), got {text!r}") from None
+
+
+def _w3(a):
+    from web3 import Web3
+
+    from ..errors import ChainUnavailableError
+
+    if not a.rpc:
+        raise ChainUnavailableError("no RPC endpoint: pass --rpc URL or set $DSPERSE_RPC")
+    w3 = Web3(Web3.HTTPProvider(a.rpc, request_kwargs={"timeout": 60}))
+    if not w3.is_connected():
+        raise ChainUnavailableError(f"EVM node at {a.rpc} is unreachable")
+    return w3
+
+
+def _key(a) -> str:
+    from ..errors import ChainError
+
+    key = a.private_key or os.environ.get("DSPERSE_PRIVATE_KEY")
+    if not key:
+        raise ChainError("this command sends a transaction: pass --private-key HEX or set $DSPERSE_PRIVATE_KEY")
+    return key
+
+
+def _market(a):
+    from ..errors import ChainError
+    from .market import Market
+
+    if not a.market:
+        raise ChainError("which market? pass --market ADDRESS or set $DSPERSE_MARKET (see `dsperse market deploy`)")
+    return Market(_w3(a), a.market)
+
+
+def _out(a, obj: dict, text: str) -> int:
+    print(json.dumps(obj, default=lambda o: "0x" + o.hex() if isinstance(o, bytes) else str(o)) if a.json else text)
+    return 0
+
+
+def _tx_summary(rc: dict) -> str:
+    return f"block {rc['blockNumber']}, gas {rc['gasUsed']:,}"
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_deploy(a) -> int:
+    from .market import Market, MarketConfig
+
+    cfg = MarketConfig(a.min_stake, a.slash, a.bond, a.audit_bps, a.reporter_share_bps, a.commit_window, a.audit_delay,
+                       a.proof_window, a.challenge_window, a.unstake_delay, a.quorum)  # fmt: skip
+    m = Market.deploy(_w3(a), _key(a), a.poi, cfg, validators=a.validator or ())
+    return _out(a, {"market": m.address, "config": cfg.__dict__},
+                f"PoSPMarket deployed at {m.address} (p = {cfg.p:.2%}, S = {cfg.slash_amount} wei); "
+                f"export DSPERSE_MARKET={m.address}")  # fmt: skip
+
+
+def cmd_register_model(a) -> int:
+    from .market import Requester, suffix_mask
+
+    mask, part = 0, b"\0" * 32
+    if a.always_proven_from is not None:
+        if not a.part_model:
+            raise argparse.ArgumentTypeError("--always-proven-from needs --part-model (the sub-model's registry id)")
+        mask, part = suffix_mask(a.slices, a.always_proven_from), _bytes32(a.part_model)
+    rc = Requester(_market(a), _key(a)).register_model(_bytes32(a.model_id), a.slices, mask, part)
+    return _out(a, {"model_id": _bytes32(a.model_id), "mask": mask}, f"model 0x{_bytes32(a.model_id).hex()} registered ({_tx_summary(rc)})")
+
+
+def cmd_stake(a) -> int:
+    from .market import Operator
+
+    op = Operator(_market(a), _key(a))
+    rc = op.stake(a.amount)
+    st = op.state()
+    return _out(a, {"operator": op.address, "stake": st.stake}, f"{op.address} now stakes {st.stake} wei ({_tx_summary(rc)})")
+
+
+def cmd_post_job(a) -> int:
+    from .market import Requester, input_commitment
+
+    ih = _bytes32(a.input_hash) if a.input_hash else input_commitment(Path(a.input_file).read_bytes())
+    jid, rc = Requester(_market(a), _key(a)).post_job(_bytes32(a.model_id), ih, a.operator, a.fee)
+    return _out(a, {"job_id": jid, "input_hash": ih}, f"job 0x{jid.hex()} posted to {a.operator} ({_tx_summary(rc)})")
+
+
+def _out_hash(a) -> bytes:
+    from .market import output_hash
+
+    if a.outputs is not None:
+        return output_hash(a.outputs)
+    if a.output_hash:
+        return _bytes32(a.output_hash)
+    raise argparse.ArgumentTypeError("give --outputs 1,2,3 (quantized outputs) or --output-hash 0x...")
+
+
+def cmd_commit(a) -> int:
+    from .market import Operator
+
+    h = _out_hash(a)
+    rc = Operator(_market(a), _key(a)).commit(_bytes32(a.job_id), h)
+    return _out(a, {"output_hash": h}, f"output 0x{h.hex()} committed ({_tx_summary(rc)})")
+
+
+def cmd_draw(a) -> int:
+    from .market import Role
+
+    sampled, rc = Role(_market(a), _key(a)).draw_audit(_bytes32(a.job_id))
+    return _out(a, {"sampled": sampled}, ("AUDITED: a proof is due" if sampled else "not sampled") + f" ({_tx_summary(rc)})")
+
+
+def cmd_challenge(a) -> int:
+    from .market import Challenger
+
+    rc = Challenger(_market(a), _key(a)).challenge(_bytes32(a.job_id), a.bond)
+    return _out(a, {"challenged": True}, f"challenged with a {a.bond} wei bond ({_tx_summary(rc)})")
+
+
+def cmd_prove(a) -> int:
+    from .market import Role
+
+    m = _market(a)
+    jid = _bytes32(a.job_id)
+    rid = _bytes32(a.receipt_id) if a.receipt_id else jid
+    rc = Role(m, _key(a)).prove_with_receipt(jid, rid)
+    status = m.job(jid).status.name
+    return _out(a, {"status": status}, f"receipt 0x{rid.hex()} decided the audit: job {status} ({_tx_summary(rc)})")
+
+
+def cmd_prove_part(a) -> int:
+    from .market import Role
+
+    rc = Role(_market(a), _key(a)).prove_part(_bytes32(a.job_id), _bytes32(a.receipt_id))
+    return _out(a, {"part_proven": True}, f"always-proven part shown ({_tx_summary(rc)})")
+
+
+def cmd_verdict(a) -> int:
+    from .market import Validator
+
+    m = _market(a)
+    rc = Validator(m, _key(a)).submit_verdict(_bytes32(a.job_id), _out_hash(a))
+    return _out(a, {"status": m.job(_bytes32(a.job_id)).status.name}, f"verdict submitted ({_tx_summary(rc)})")
+
+
+def cmd_settle(a) -> int:
+    from .market import Role
+
+    m = _market(a)
+    jid = _bytes32(a.job_id)
+    rc = Role(m, _key(a)).settle(jid)
+    slashed = m.events(rc, "Slashed")
+    text = f"job {m.job(jid).status.name}" + (f": {slashed[0]['reason']}" if slashed else "")
+    return _out(a, {"status": m.job(jid).status.name, "slashed": [dict(s) for s in slashed]}, f"{text} ({_tx_summary(rc)})")
+
+
+def cmd_unstake(a) -> int:
+    from .market import Operator
+
+    op = Operator(_market(a), _key(a))
+    rc = op.request_unstake()
+    return _out(a, {"withdrawable_at": op.state().unstake_at}, f"unstake requested; withdraw-stake from block {op.state().unstake_at} ({_tx_summary(rc)})")
+
+
+def cmd_withdraw_stake(a) -> int:
+    from .market import Operator
+
+    rc = Operator(_market(a), _key(a)).withdraw_stake()
+    return _out(a, {"withdrawn": True}, f"stake withdrawn ({_tx_summary(rc)})")
+
+
+def cmd_withdraw(a) -> int:
+    from .market import Role
+
+    r = Role(_market(a), _key(a))
+    amount = r.credit
+    rc = r.withdraw_credit()
+    return _out(a, {"amount": amount}, f"withdrew {amount} wei ({_tx_summary(rc)})")
+
+
+def cmd_show(a) -> int:
+    import dataclasses
+
+    m = _market(a)
+    if a.job_id:
+        d = dataclasses.asdict(m.job(_bytes32(a.job_id)))
+        d["status"] = d["status"].name
+    elif a.operator:
+        d = dataclasses.asdict(m.operator(a.operator)) | {"credit": m.credit(a.operator)}
+    else:
+        d = dataclasses.asdict(m.config()) | m.totals()
+    fmt = {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in d.items()}
+    return _out(a, fmt, "\n".join(f"{k}: {v}" for k, v in fmt.items()))
+
+
+def cmd_economics(a) -> int:
+    from .economics import Economics, expected_profit, min_audit_probability, min_slash
+
+    p_star = min_audit_probability(a.R, a.S, a.C, a.r, a.proof_cost)
+    e = Economics(a.R, a.S, a.C, a.r, proof_cost=a.proof_cost)
+    rows = {s: expected_profit(s, a.p, e, q=a.q) for s in ("honest", "cheat", "mixed", "collude")} if a.p is not None else {}
+    text = [f"p* = C / ((1 - r)(R + S) - proof_cost) = {p_star:.6g}" + ("  (unreachable: raise S)" if p_star > 1 else "")]
+    if a.p is not None:
+        text.append(f"at p = {a.p}: expected profit per job " + ", ".join(f"{k} {v:.6g}" for k, v in rows.items()))
+        text.append(f"smallest S that deters at this p: {min_slash(a.p, a.R, a.C, a.r, a.proof_cost):.6g}")
+    return _out(a, {"p_star": p_star, "profit": rows}, "\n".join(text))
+
+
+def cmd_simulate(a) -> int:
+    import ray
+
+    from .economics import Economics
+    from .simulation import SimConfig, plot_profit_vs_p, sweep
+
+    e = Economics(a.R, a.S, a.C, a.r, a.K, a.proof_cost)
+    base = SimConfig(e, 0.0, n_operators=a.operators, jobs_per_operator=a.jobs, q=a.q, seed=a.seed,
+                     mix={"honest": a.honest, "cheat": a.cheat, "mixed": a.mixed, "collude": a.collude})  # fmt: skip
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=a.ray_address, include_dashboard=False, log_to_driver=False)
+    try:
+        results = sweep(base, a.p)
+    finally:
+        if started:
+            ray.shutdown()
+    print(f"p* = {results[0].p_star:.4f}   ({a.operators} operators x {a.jobs} jobs per p)")
+    print(f"{'p':>6} {'strategy':>8} {'detect':>8} {'caught':>7} {'profit/job':>11} {'expected':>9}")
+    for r in results:
+        for row in r.rows():
+            print(f"{r.config.p:6.3f} {row['strategy']:>8} {row['detection_rate']:8.4f} {row['caught_share']:7.3f} "
+                  f"{row['profit_per_job']:11.4f} {row['expected_profit_per_job']:9.4f}")  # fmt: skip
+    if a.out:
+        print(f"plot: {plot_profit_vs_p(results, a.out)}")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def _chain_flags(q: argparse.ArgumentParser, market: bool = True) -> None:
+    q.add_argument("--rpc", default=os.environ.get("DSPERSE_RPC"), metavar="URL", help="JSON-RPC endpoint (default $DSPERSE_RPC)")
+    q.add_argument("--private-key", metavar="HEX", help="signing key (default $DSPERSE_PRIVATE_KEY)")
+    if market:
+        q.add_argument("--market", default=os.environ.get("DSPERSE_MARKET"), metavar="ADDRESS", help="PoSPMarket address (default $DSPERSE_MARKET)")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _job(q: argparse.ArgumentParser) -> None:
+    q.add_argument("job_id", metavar="JOB_ID", help="0x + 64 hex digits, as printed by post-job")
+
+
+def _outputs(q: argparse.ArgumentParser) -> None:
+    g = q.add_mutually_exclusive_group(required=True)
+    g.add_argument("--outputs", type=_ints, metavar="INTS", help="quantized outputs (e.g. the last slice's public outputs) 1,-2,3; hashed as ProofOfInference does")
+    g.add_argument("--output-hash", metavar="HEX", help="keccak256(abi.encodePacked(int256[] outputs)), if already computed")
+
+
+def add_subcommands(subparsers) -> None:
+    """Add ``market`` (with deploy, stake, post-job, commit, draw, challenge, prove, verdict, settle, ...)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    mk = subparsers.add_parser(
+        "market", help="Proof-of-Sampling market: stake, post jobs, sampled audits, challenges, slashing",
+        formatter_class=fmt, epilog=MARKET_EPILOG,
+        description="Operators stake and serve inference jobs, committing output hashes. Each job is audited with "
+        "probability p, drawn from a block hash that did not exist at commit time; anyone may challenge an unaudited job "
+        "with a bond. An audited job must be proven (a ProofOfInference receipt, or a validator quorum re-executing it) "
+        "before a deadline; a proven lie or a missed deadline slashes the operator's stake.",
+    )  # fmt: skip
+    sub = mk.add_subparsers(dest="market_command", metavar="STEP", required=True)
+
+    d = sub.add_parser("deploy", help="deploy a market", formatter_class=fmt, description="Deploy PoSPMarket. "
+                       "Pick p with `dsperse market economics`: honesty pays when p > C / ((1 - r)(R + S)).")
+    d.add_argument("--poi", metavar="ADDRESS", help="ProofOfInference registry (receipts, models); omit for validators only")
+    d.add_argument("--min-stake", type=parse_amount, default="1ether", help="stake an operator needs to get jobs (default 1ether)")
+    d.add_argument("--slash", type=parse_amount, default="1ether", help="S, slashed per lie or missed deadline (default 1ether, <= min stake)")
+    d.add_argument("--bond", type=parse_amount, default="0.1ether", help="minimum challenge bond (default 0.1ether)")
+    d.add_argument("--audit-bps", type=int, default=1000, help="p in basis points, 0..10000 (default 1000 = 10%%)")
+    d.add_argument("--reporter-share-bps", type=int, default=5000, help="share of a slash paid to the reporter; the rest is burned (default 5000)")
+    d.add_argument("--commit-window", type=int, default=20, help="blocks to commit an output after posting (default 20)")
+    d.add_argument("--audit-delay", type=int, default=2, help="k: the audit seed is blockhash(commit block + k) (default 2)")
+    d.add_argument("--proof-window", type=int, default=50, help="blocks to prove an audited job (default 50)")
+    d.add_argument("--challenge-window", type=int, default=30, help="blocks after the commit during which anyone may challenge (default 30)")
+    d.add_argument("--unstake-delay", type=int, default=10, help="blocks between unstake and withdraw-stake (default 10)")
+    d.add_argument("--quorum", type=int, default=2, help="matching validator verdicts that decide an audit; 0 disables (default 2)")
+    d.add_argument("--validator", action="append", metavar="ADDRESS", help="register a validator (repeatable)")
+    _chain_flags(d, market=False)
+    d.set_defaults(fn=cmd_deploy)
+
+    r = sub.add_parser("register-model", help="register a model (optionally with an always-proven suffix)", description=
+                       "Models registered in ProofOfInference can be used directly; register here to mark slices "
+                       "FROM..last as always proven (targeted verification): every unsampled job then needs a receipt "
+                       "of that sub-model whose output is the committed output.")
+    r.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
+    r.add_argument("--slices", type=int, required=True, help="number of slices of the model")
+    r.add_argument("--always-proven-from", type=int, metavar="I", help="slices I..last are proven for every job")
+    r.add_argument("--part-model", metavar="ID", help="registry model id of the sub-model made of those slices")
+    _chain_flags(r)
+    r.set_defaults(fn=cmd_register_model)
+
+    s = sub.add_parser("stake", help="stake (or top up) as an operator")
+    s.add_argument("amount", type=parse_amount, help="e.g. 2ether")
+    _chain_flags(s)
+    s.set_defaults(fn=cmd_stake)
+
+    pj = sub.add_parser("post-job", help="post a job to an operator, paying its fee", description=
+                        "The requester picks the operator. The input itself goes to the operator off chain; "
+                        "the chain only holds its commitment.")
+    pj.add_argument("model_id", metavar="MODEL_ID")
+    g = pj.add_mutually_exclusive_group(required=True)
+    g.add_argument("--input-hash", metavar="HEX", help="input commitment (for receipts: keccak of slice 0's input felts)")
+    g.add_argument("--input-file", type=Path, help="hash this file's bytes as the commitment")
+    pj.add_argument("--operator", required=True, metavar="ADDRESS")
+    pj.add_argument("--fee", type=parse_amount, required=True, help="paid to the operator when the job settles")
+    _chain_flags(pj)
+    pj.set_defaults(fn=cmd_post_job)
+
+    c = sub.add_parser("commit", help="operator: commit the job's output hash before the commit deadline")
+    _job(c)
+    _outputs(c)
+    _chain_flags(c)
+    c.set_defaults(fn=cmd_commit)
+
+    dr = sub.add_parser("draw", help="draw the audit (after audit-delay blocks); anyone may")
+    _job(dr)
+    _chain_flags(dr)
+    dr.set_defaults(fn=cmd_draw)
+
+    ch = sub.add_parser("challenge", help="force an audit of an unsampled job by posting a bond",
+                        description="Won: bond back plus the reporter share of the slash. Lost: the bond goes to the operator.")
+    _job(ch)
+    ch.add_argument("--bond", type=parse_amount, required=True)
+    _chain_flags(ch)
+    ch.set_defaults(fn=cmd_challenge)
+
+    pv = sub.add_parser("prove", help="decide an audit with a ProofOfInference receipt", description=
+                        "Any receipt for the job's model and input decides it (the model is deterministic), "
+                        "so a receipt stored under another id may be named with --receipt-id.")
+    _job(pv)
+    pv.add_argument("--receipt-id", metavar="HEX", help="registry job id of the receipt (default: JOB_ID)")
+    _chain_flags(pv)
+    pv.set_defaults(fn=cmd_prove)
+
+    pp = sub.add_parser("prove-part", help="targeted verification: show the always-proven part's receipt")
+    _job(pp)
+    pp.add_argument("--receipt-id", required=True, metavar="HEX")
+    _chain_flags(pp)
+    pp.set_defaults(fn=cmd_prove_part)
+
+    v = sub.add_parser("verdict", help="validator: submit the output hash of your re-execution")
+    _job(v)
+    _outputs(v)
+    _chain_flags(v)
+    v.set_defaults(fn=cmd_verdict)
+
+    st = sub.add_parser("settle", help="pay a finished job or slash a missed deadline; anyone may")
+    _job(st)
+    _chain_flags(st)
+    st.set_defaults(fn=cmd_settle)
+
+    u = sub.add_parser("unstake", help="operator: step 1 of leaving (refused while jobs or audits are open)")
+    _chain_flags(u)
+    u.set_defaults(fn=cmd_unstake)
+    ws = sub.add_parser("withdraw-stake", help="operator: step 2, after the unstake delay")
+    _chain_flags(ws)
+    ws.set_defaults(fn=cmd_withdraw_stake)
+    w = sub.add_parser("withdraw", help="pull the wei credited to you (fees, refunds, bonds, rewards)")
+    _chain_flags(w)
+    w.set_defaults(fn=cmd_withdraw)
+
+    sh = sub.add_parser("show", help="a job, an operator, or the market's config and books")
+    sh.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    sh.add_argument("--operator", metavar="ADDRESS")
+    _chain_flags(sh)
+    sh.set_defaults(fn=cmd_show)
+
+    def econ_flags(q):
+        q.add_argument("--R", type=float, required=True, help="fee paid per honest job")
+        q.add_argument("--S", type=float, required=True, help="stake slashed per proven lie")
+        q.add_argument("--C", type=float, required=True, help="cost a cheater saves per job")
+        q.add_argument("--r", type=float, default=0.0, help="colluding share: chance an audit is judged by accomplices")
+        q.add_argument("--proof-cost", type=float, default=0.0, help="what an honest operator spends proving an audited job")
+        q.add_argument("--q", type=float, default=0.3, help="cheat probability of the 'mixed' strategy")
+
+    e = sub.add_parser("economics", help="the audit probability that makes honesty pay", formatter_class=fmt,
+                       description="A cheat saves C and is caught with probability p (1 - r), losing the fee R and the "
+                       "slash S. Honesty strictly dominates when p > p* = C / ((1 - r)(R + S) - proof_cost).",
+                       epilog="example: dsperse market economics --R 0.01 --S 1 --C 0.008 --p 0.01")
+    econ_flags(e)
+    e.add_argument("--p", type=float, help="also show expected profits at this p")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=cmd_economics)
+
+    sm = sub.add_parser("simulate", help="Ray simulation: many operators, a share of cheaters, profit vs p plot",
+                        description="Simulate OPERATORS operators x JOBS jobs at each p (Ray tasks, vectorised numpy, seeded) "
+                        "and print detection rate and profit per strategy; --out writes posp_profit_vs_p.png.")
+    econ_flags(sm)
+    sm.add_argument("--K", type=float, default=0.0, help="honest compute cost per job")
+    sm.add_argument("--p", type=float, nargs="+", default=[0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
+    sm.add_argument("--operators", type=int, default=1000)
+    sm.add_argument("--jobs", type=int, default=200)
+    sm.add_argument("--honest", type=float, default=0.7, help="share of honest operators")
+    sm.add_argument("--cheat", type=float, default=0.1)
+    sm.add_argument("--mixed", type=float, default=0.1)
+    sm.add_argument("--collude", type=float, default=0.1)
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--out", type=Path, help="directory for the PNG plot")
+    sm.add_argument("--ray-address", help="existing Ray cluster (default: a local one)")
+    sm.set_defaults(fn=cmd_simulate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import DsperseError
+
+    p = argparse.ArgumentParser(prog="python -m dsperse.sampling.cli")
+    add_subcommands(p.add_subparsers(dest="command", required=True))
+    a = p.parse_args(argv)
+    try:
+        return a.fn(a) or 0
+    except DsperseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
