@@ -24,7 +24,11 @@ def _measure(model: str, slices: int, workdir: str, queue) -> None:
     from dsperse import zoo
     from dsperse.circuits import compile_plan
 
+    from dsperse import srs as srs_mod
+
     wd = Path(workdir)
+    (wd / "cache").mkdir()
+    (wd / "cache" / "srs").symlink_to(srs_mod.cache_dir() / "srs", target_is_directory=True)  # share dev SRS files
     path = zoo.export(model, wd / f"{model}.onnx")
     t = {}
     t0 = time.perf_counter()

@@ -62,7 +62,8 @@ contract PoSPMarket {
         Audited, // sampled: needs a proof before proofDeadline
         Challenged, // challenged: needs a proof before proofDeadline
         Settled, // operator was paid
-        Slashed // operator was slashed, requester refunded
+        Slashed, // operator was slashed, requester refunded
+        Declined // operator declined before committing (e.g. the input never arrived), requester refunded
     }
 
     /// Packed into 7 storage slots (posting a job writes 5 of them).
@@ -130,6 +131,7 @@ contract PoSPMarket {
     event JobPosted(
         bytes32 indexed jobId, bytes32 indexed modelId, address indexed operator, address requester, bytes32 inputHash, uint256 fee
     );
+    event JobDeclined(bytes32 indexed jobId, address indexed operator);
     event OutputCommitted(bytes32 indexed jobId, address indexed operator, bytes32 outputHash, uint256 seedBlock);
     event AuditDrawn(bytes32 indexed jobId, bool sampled, bytes32 seed, uint256 proofDeadline);
     event Challenged(bytes32 indexed jobId, address indexed challenger, uint256 bond, uint256 proofDeadline);
@@ -170,7 +172,6 @@ contract PoSPMarket {
         require(cfg.minStake > 0 && cfg.slashAmount > 0, "PoSP: zero stake or slash");
         require(cfg.minStake >= cfg.slashAmount, "PoSP: minStake < slashAmount");
         require(cfg.auditDelay > 0, "PoSP: auditDelay must be >= 1 block");
-        require(uint256(cfg.auditDelay) + cfg.proofWindow < 256, "PoSP: auditDelay + proofWindow >= 256");
         require(cfg.commitWindow > 0 && cfg.proofWindow > 0, "PoSP: zero window");
         require(cfg.challengeWindow > cfg.auditDelay, "PoSP: challengeWindow <= auditDelay");
         owner = msg.sender;
@@ -228,13 +229,17 @@ contract PoSPMarket {
 
     // ------------------------------------------------------------------ models
     /// @notice Register a model. alwaysProvenMask marks slices proven for every job (targeted
-    /// verification); it must be 0 or a suffix of the slices, proven as the sub-model provenPartModelId,
-    /// so that its receipt's outputHash is the job's output. The other slices are only sampled.
+    /// verification); it must be 0 or a suffix of the slices, proven as the sub-model provenPartModelId
+    /// (registered in ProofOfInference), so that its receipt's outputHash is the job's output. The other
+    /// slices are only sampled. A model already in ProofOfInference may only be configured here by the
+    /// address that registered it there (nobody else can attach a bogus always-proven part to it).
     function registerModel(bytes32 modelId, uint16 sliceCount, uint256 alwaysProvenMask, bytes32 provenPartModelId)
         external
     {
         require(modelId != bytes32(0), "PoSP: zero model id");
         require(!models[modelId].registered, "PoSP: model already registered");
+        (bool inRegistry, address registrant) = _poiModel(modelId);
+        require(!inRegistry || registrant == msg.sender, "PoSP: only the model's registry registrant may configure it");
         require(sliceCount > 0 && sliceCount <= 255, "PoSP: sliceCount must be 1..255");
         if (alwaysProvenMask == 0) {
             require(provenPartModelId == bytes32(0), "PoSP: part model without mask");
@@ -242,6 +247,8 @@ contract PoSPMarket {
             require(provenPartModelId != bytes32(0), "PoSP: mask needs provenPartModelId");
             uint256 lowest = alwaysProvenMask & (~alwaysProvenMask + 1);
             require(alwaysProvenMask + lowest == (uint256(1) << sliceCount), "PoSP: mask must be a suffix of slices");
+            (bool partKnown,) = _poiModel(provenPartModelId);
+            require(partKnown, "PoSP: part model not in the registry");
         }
         models[modelId] = Model(msg.sender, true, sliceCount, alwaysProvenMask, provenPartModelId);
         emit ModelRegistered(modelId, msg.sender, sliceCount, alwaysProvenMask, provenPartModelId);
@@ -251,7 +258,8 @@ contract PoSPMarket {
     /// @notice Post a job; the requester picks the operator (any registered operator with enough stake
     /// and no unstake pending). msg.value is the fee, held in escrow until settlement.
     function postJob(bytes32 modelId, bytes32 inputHash, address operator) external payable returns (bytes32 jobId) {
-        require(models[modelId].registered || _poiHasModel(modelId), "PoSP: unregistered model");
+        (bool inRegistry,) = _poiModel(modelId);
+        require(models[modelId].registered || inRegistry, "PoSP: unregistered model");
         require(inputHash != bytes32(0), "PoSP: zero input hash");
         require(msg.value > 0, "PoSP: zero fee");
         require(msg.value <= type(uint128).max, "PoSP: fee too large");
@@ -259,6 +267,8 @@ contract PoSPMarket {
         require(op.registered, "PoSP: unknown operator");
         require(op.unstakeAt == 0, "PoSP: operator is unstaking");
         require(op.stake >= config.minStake, "PoSP: operator stake below minimum");
+        // every open job must be able to lose a full S: stake >= S * open jobs, always
+        require(op.stake >= config.slashAmount * (uint256(op.openJobs) + 1), "PoSP: stake does not cover another job");
         jobId = keccak256(abi.encode(block.chainid, address(this), ++jobCount));
         Job storage j = jobs[jobId];
         j.modelId = modelId;
@@ -271,6 +281,22 @@ contract PoSPMarket {
         op.openJobs += 1;
         totalEscrow += msg.value;
         emit JobPosted(jobId, modelId, operator, msg.sender, inputHash, msg.value);
+    }
+
+    /// @notice The assigned operator refuses a job it has not committed to, e.g. because the input that
+    /// matches inputHash never reached it off chain. The fee goes back to the requester; no slash. It
+    /// leaks nothing about audits, which are drawn only after a commitment.
+    function declineJob(bytes32 jobId) external {
+        Job storage j = _job(jobId);
+        require(msg.sender == j.operator, "PoSP: not the job's operator");
+        require(j.status == Status.Posted, "PoSP: output already committed");
+        uint256 fee = j.fee;
+        j.fee = 0;
+        j.status = Status.Declined;
+        totalEscrow -= fee;
+        operators[j.operator].openJobs -= 1;
+        _credit(j.requester, fee);
+        emit JobDeclined(jobId, msg.sender);
     }
 
     /// @notice The assigned operator commits keccak of its output. The audit seed is the hash of block
@@ -471,12 +497,12 @@ contract PoSPMarket {
 
     /// A model registered in ProofOfInference (with slice verifiers) may be used without registering
     /// it here; it then has no always-proven part.
-    function _poiHasModel(bytes32 modelId) private view returns (bool) {
-        if (address(poi) == address(0) || address(poi).code.length == 0) return false;
-        try poi.getModel(modelId) returns (address[] memory verifiers, uint32, uint32, uint32, uint32, address) {
-            return verifiers.length > 0;
+    function _poiModel(bytes32 modelId) private view returns (bool found, address registrant) {
+        if (address(poi) == address(0) || address(poi).code.length == 0) return (false, address(0));
+        try poi.getModel(modelId) returns (address[] memory verifiers, uint32, uint32, uint32, uint32, address who) {
+            return (verifiers.length > 0, who);
         } catch {
-            return false;
+            return (false, address(0));
         }
     }
 

@@ -71,6 +71,7 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
     """The pipeline; returns the summary (raises on any failure)."""
     import dsperse
     from dsperse.distributed import RayOptions, prove_on_ray
+    from dsperse.model import coerce_input
     from dsperse.pipeline import load_inputs
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,10 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
     t["slice_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    circuits = dsperse.compile(plan, cache=a.cache, srs=a.srs, calibration_input=xs[0].reshape(plan.input_shape))
+    for x in xs:  # a wrong input fails here, before any slow work
+        coerce_input(plan.input_shape, x)
+    # calibrated on the plan's seeded data, as dsperse.prove does: keys (the model id) must not depend on the input
+    circuits = dsperse.compile(plan, cache=a.cache, srs=a.srs)
     t["compile_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-def _generate(vk: Path, settings: Path, srs: Path, out: Path) -> None:
+def _generate(vk: Path, settings: Path, srs: Path, out: Path, reusable: bool = False, vka: Path | None = None) -> None:
     import ezkl
 
     from dsperse import _ezkl, storage
@@ -21,7 +21,10 @@ def _generate(vk: Path, settings: Path, srs: Path, out: Path) -> None:
 
     with storage.atomic_path(out) as tmp_sol, storage.atomic_path(out.with_suffix(".abi")) as tmp_abi:
         _ezkl.call_async("create_evm_verifier", ChainError, ezkl.create_evm_verifier,
-                         str(vk), str(settings), str(tmp_sol), str(tmp_abi), str(srs))  # fmt: skip
+                         str(vk), str(settings), str(tmp_sol), str(tmp_abi), str(srs), reusable=reusable)  # fmt: skip
+    if vka is not None:  # the verifying-key artifact a reusable verifier is given per call
+        with storage.atomic_path(vka) as tmp_vka:
+            _ezkl.call_async("create_evm_vka", ChainError, ezkl.create_evm_vka, str(vk), str(settings), str(tmp_vka), str(srs))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,9 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--settings", type=Path, required=True)
     p.add_argument("--srs", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--reusable", action="store_true", help="EZKL's experimental reusable verifier (benchmarks only)")
+    p.add_argument("--vka", type=Path, help="also write the verifying-key artifact for the reusable verifier here")
     a = p.parse_args(argv)
     try:
-        _generate(a.vk, a.settings, a.srs, a.out)
+        _generate(a.vk, a.settings, a.srs, a.out, a.reusable, a.vka)
     except BaseException as exc:  # noqa: BLE001 - report and leave without running EZKL's finalizers
         print(f"error: {exc}", file=sys.stderr, flush=True)
         os._exit(1)

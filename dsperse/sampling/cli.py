@@ -12,6 +12,8 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from ..errors import DsperseError
+
 MARKET_EPILOG = """\
 how a job goes (every step is one command; anyone may run draw and settle):
   dsperse market deploy --poi 0xREGISTRY --audit-bps 500            # p = 5%; prints the market address
@@ -29,6 +31,10 @@ how a job goes (every step is one command; anyone may run draw and settle):
 amounts: plain wei, or with a unit: 2ether, 0.5eth, 30gwei. Keys: --private-key or $DSPERSE_PRIVATE_KEY.
 The economics (how large p must be for honesty to pay) are in `dsperse market economics --help` and docs/posp.md.
 """
+
+class MarketUsageError(DsperseError):
+    """Raised when a market command is given inconsistent arguments."""
+
 
 _UNITS = {"wei": 1, "gwei": 10**9, "eth": 10**18, "ether": 10**18}
 
@@ -124,7 +130,7 @@ def cmd_register_model(a) -> int:
     mask, part = 0, b"\0" * 32
     if a.always_proven_from is not None:
         if not a.part_model:
-            raise argparse.ArgumentTypeError("--always-proven-from needs --part-model (the sub-model's registry id)")
+            raise MarketUsageError("--always-proven-from needs --part-model (the sub-model's registry id)")
         mask, part = suffix_mask(a.slices, a.always_proven_from), _bytes32(a.part_model)
     rc = Requester(_market(a), _key(a)).register_model(_bytes32(a.model_id), a.slices, mask, part)
     return _out(a, {"model_id": _bytes32(a.model_id), "mask": mask}, f"model 0x{_bytes32(a.model_id).hex()} registered ({_tx_summary(rc)})")
@@ -154,7 +160,7 @@ def _out_hash(a) -> bytes:
         return output_hash(a.outputs)
     if a.output_hash:
         return _bytes32(a.output_hash)
-    raise argparse.ArgumentTypeError("give --outputs 1,2,3 (quantized outputs) or --output-hash 0x...")
+    raise MarketUsageError("give --outputs 1,2,3 (quantized outputs) or --output-hash 0x...")
 
 
 def cmd_commit(a) -> int:
@@ -163,6 +169,13 @@ def cmd_commit(a) -> int:
     h = _out_hash(a)
     rc = Operator(_market(a), _key(a)).commit(_bytes32(a.job_id), h)
     return _out(a, {"output_hash": h}, f"output 0x{h.hex()} committed ({_tx_summary(rc)})")
+
+
+def cmd_decline(a) -> int:
+    from .market import Operator
+
+    rc = Operator(_market(a), _key(a)).decline(_bytes32(a.job_id))
+    return _out(a, {"declined": True}, f"job declined, fee credited back to the requester ({_tx_summary(rc)})")
 
 
 def cmd_draw(a) -> int:
@@ -382,6 +395,11 @@ def add_subcommands(subparsers) -> None:
     _chain_flags(c)
     c.set_defaults(fn=cmd_commit)
 
+    dc = sub.add_parser("decline", help="operator: refuse a job before committing (input never arrived); no slash")
+    _job(dc)
+    _chain_flags(dc)
+    dc.set_defaults(fn=cmd_decline)
+
     dr = sub.add_parser("draw", help="draw the audit (after audit-delay blocks); anyone may")
     _job(dr)
     _chain_flags(dr)
@@ -471,8 +489,6 @@ def add_subcommands(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import DsperseError
-
     p = argparse.ArgumentParser(prog="python -m dsperse.sampling.cli")
     add_subcommands(p.add_subparsers(dest="command", required=True))
     a = p.parse_args(argv)

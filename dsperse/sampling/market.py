@@ -124,6 +124,7 @@ class Status(enum.IntEnum):
     CHALLENGED = 5
     SETTLED = 6
     SLASHED = 7
+    DECLINED = 8
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,10 @@ class Operator(Role):
 
     def commit(self, job_id: bytes, out_hash: bytes) -> dict:
         return self._tx("commitOutput", job_id, out_hash)
+
+    def decline(self, job_id: bytes) -> dict:
+        """Refuse a job before committing (its input never arrived): fee back to the requester, no slash."""
+        return self._tx("declineJob", job_id)
 
     def request_unstake(self) -> dict:
         return self._tx("requestUnstake")

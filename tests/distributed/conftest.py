@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import shutil
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +107,8 @@ class RayHead:
             try:
                 urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=2).read()
                 return
+            except urllib.error.HTTPError:  # it answers (401 under token auth): it is up
+                return
             except OSError:
                 time.sleep(1)
         raise RuntimeError(f"Ray dashboard at {self.dashboard} did not come up within {timeout}s")
@@ -116,7 +120,7 @@ class RayHead:
         sid = self.proc.pid
         try:
             os.killpg(sid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=10)  # Ray drains up to 30 s on SIGTERM; the rest is SIGKILLed below
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         for _ in range(2):
@@ -143,3 +147,4 @@ def ray_head():
         yield head
     finally:
         head.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)

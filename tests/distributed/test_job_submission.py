@@ -21,7 +21,8 @@ EXCLUDES = [".venv", "node_modules", ".git", "**/__pycache__", ".pytest_cache", 
             "*.key", "*.srs", "*.pk", "*.vk"]
 
 
-def test_job_proves_and_its_output_verifies(ray_head, zoo_model, mlp_input, mlp_circuits, cache_dir, tmp_path):
+def test_job_proves_and_its_output_verifies(ray_head, zoo_model, mlp_plan, mlp_input, cache_dir, tmp_path):
+    circuits = dsperse.compile(mlp_plan, cache=cache_dir)  # what the job will compile: cached here, reused there
     inp = tmp_path / "input.json"
     inp.write_text(json.dumps({"input_data": [np.asarray(mlp_input).flatten().tolist()]}))
     workdir = tmp_path / "job"
@@ -44,4 +45,4 @@ def test_job_proves_and_its_output_verifies(ray_head, zoo_model, mlp_input, mlp_
 
     run = dsperse.Run.load(workdir / "run")  # verified here, in another process than the job's
     assert dsperse.verify(run, job_id="job-sub", expected_input=mlp_input)
-    assert run.receipt.model_id == model_id(mlp_circuits) == summary["runs"][0]["model_id"]
+    assert run.receipt.model_id == model_id(circuits) == summary["runs"][0]["model_id"]

@@ -22,7 +22,6 @@ from dsperse.sampling.market import (
     mine,
     model_id_bytes,
     output_hash,
-    suffix_mask,
 )
 
 FEE = ETHER // 100
@@ -251,23 +250,20 @@ def test_unstake_refused_with_open_challenge_or_unfinished_jobs(unsampled):
     assert r.m.events(rc, "StakeWithdrawn")[0]["amount"] == ETHER  # 2 ETH minus the 1 ETH slash
 
 
-def test_targeted_model_without_always_proven_part_is_slashed(unsampled):
+def test_operator_declines_a_job_whose_input_never_came(unsampled):
+    """Declining before the commit refunds the requester and costs no stake (requesters cannot grief by
+    posting commitments to inputs they never send)."""
     r = unsampled
-    targeted = model_id_bytes("targeted")
-    r.req.register_model(targeted, 3, suffix_mask(3, 2), model_id_bytes("targeted-last-slice"))
-    assert r.m.contract.functions.getModel(targeted).call()[3] == 0b100
-    r.op.stake(2 * ETHER)
-    jid, _ = r.req.post_job(targeted, input_commitment(b"x"), r.op.address, FEE)
-    r.op.commit(jid, output_hash(TRUE_OUT))
-    mine(r.w3, WINDOWS["audit_delay"] + 1)
-    assert r.anyone.draw_audit(jid)[0] is False
-    with pytest.raises(TransactionRevertedError, match="always-proven part not proven yet"):
-        r.anyone.settle(jid)
-    with pytest.raises(TransactionRevertedError, match="no receipt for part"):
-        r.op.prove_part(jid, jid)
-    mine(r.w3, WINDOWS["proof_window"] + 1)
-    rc = r.anyone.settle(jid)
-    assert r.m.events(rc, "Slashed")[0]["reason"] == "missed always-proven part"
+    r.op.stake(ETHER)
+    jid, _ = r.req.post_job(r.model, input_commitment(b"never sent"), r.op.address, FEE)
+    with pytest.raises(TransactionRevertedError, match="not the job's operator"):
+        r.op2.decline(jid)
+    rc = r.op.decline(jid)
+    assert r.m.events(rc, "JobDeclined")[0]["operator"] == r.op.address
+    assert r.m.job(jid).status == Status.DECLINED and r.req.credit == FEE
+    assert r.op.state().open_jobs == 0 and r.op.state().stake == ETHER
+    with pytest.raises(TransactionRevertedError, match="output already committed"):
+        r.op.commit(jid, output_hash(TRUE_OUT))
 
 
 def test_bad_inputs_revert_with_reasons(unsampled, keys):
@@ -289,6 +285,7 @@ def test_bad_inputs_revert_with_reasons(unsampled, keys):
     reverts("PoSP: model already registered", r.req.register_model, r.model, 3)
     reverts("PoSP: mask must be a suffix of slices", r.req.register_model, model_id_bytes("m2"), 3, 0b010, model_id_bytes("p"))
     reverts("PoSP: mask needs provenPartModelId", r.req.register_model, model_id_bytes("m3"), 3, 0b100)
+    reverts("PoSP: part model not in the registry", r.req.register_model, model_id_bytes("m4"), 3, 0b110, model_id_bytes("p"))
     missing = model_id_bytes("no-such-job")
     reverts("PoSP: unknown job", r.op.commit, missing, output_hash(TRUE_OUT))
     reverts("PoSP: unknown job", r.anyone.settle, missing)
@@ -307,4 +304,7 @@ def test_bad_inputs_revert_with_reasons(unsampled, keys):
     reverts("PoSP: double submit", r.v1.submit_verdict, jid, output_hash(TRUE_OUT))
     reverts("PoSP: no receipt for job", r.anyone.prove_with_receipt, jid)  # no ProofOfInference attached
     reverts("PoSP: nothing to withdraw", r.anyone.withdraw_credit)
+    # collateral: stake 2 ETH backs at most two open jobs at S = 1 ETH each
+    r.req.post_job(r.model, x, r.op.address, FEE)
+    reverts("PoSP: stake does not cover another job", r.req.post_job, r.model, x, r.op.address, FEE)
     reverts("PoSP: only owner", r.m.transact, keys["anyone"], "addValidator", r.anyone.address)

@@ -107,7 +107,9 @@ def test_targeted_model_always_proves_its_last_slice(deploy, keys, poi, job_io, 
     part_model = bytes.fromhex(client.register_model([last]))  # the suffix sub-model in the registry
     m = deploy(poi=client.registry_address, audit_bps=0, **WINDOWS)
     req, op, anyone = Requester(m, keys["requester"]), Operator(m, keys["operator"]), Challenger(m, keys["anyone"])
-    req.register_model(model, 3, suffix_mask(3, 2), part_model)
+    with pytest.raises(TransactionRevertedError, match="only the model's registry registrant"):
+        req.register_model(model, 3, suffix_mask(3, 2), part_model)
+    Requester(m, keys["operator"]).register_model(model, 3, suffix_mask(3, 2), part_model)  # it registered the MLP
     op.stake(2 * ETHER)
     jid, _ = req.post_job(model, job_io[0], op.address, FEE)
     op.commit(jid, output_hash(job_io[1]))
@@ -127,4 +129,25 @@ def test_targeted_model_always_proves_its_last_slice(deploy, keys, poi, job_io, 
     mine(w3, WINDOWS["challenge_window"])
     anyone.settle(jid)
     assert m.job(jid).status == Status.SETTLED and op.credit == FEE
+    books_balance(m)
+
+
+def test_targeted_job_without_its_always_proven_part_is_slashed(deploy, keys, poi, job_io, mlp_run, w3, books_balance):
+    client, model = poi
+    last = max(mlp_run.circuits, key=lambda c: c.slice_index)
+    part_model = bytes.fromhex(client.register_model([last]))  # idempotent: already registered above
+    m = deploy(poi=client.registry_address, audit_bps=0, **WINDOWS)
+    op, anyone = Operator(m, keys["operator"]), Challenger(m, keys["anyone"])
+    Requester(m, keys["operator"]).register_model(model, 3, suffix_mask(3, 2), part_model)
+    op.stake(2 * ETHER)
+    jid, _ = Requester(m, keys["requester"]).post_job(model, job_io[0], op.address, FEE)
+    op.commit(jid, output_hash(job_io[1]))
+    mine(w3, WINDOWS["audit_delay"] + 1)
+    assert anyone.draw_audit(jid)[0] is False
+    with pytest.raises(TransactionRevertedError, match="always-proven part not proven yet"):
+        anyone.settle(jid)
+    mine(w3, WINDOWS["proof_window"] + 1)
+    rc = anyone.settle(jid)
+    assert m.events(rc, "Slashed")[0]["reason"] == "missed always-proven part"
+    assert m.job(jid).status == Status.SLASHED
     books_balance(m)

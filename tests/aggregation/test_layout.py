@@ -1,0 +1,88 @@
+"""Pure logic: split links, accumulator declaration, instance layout of the receipt, Ray options."""
+from __future__ import annotations
+
+import pytest
+
+from dsperse.aggregation import proofs as P, receipt as R, ray_task as RT
+from dsperse.aggregation.planning import estimate
+from dsperse.errors import AggregationError
+
+
+def _proof(split=None, n_inst=3, acc=()):
+    return {"protocol": {"num_instance": [n_inst], "accumulator_indices": list(acc)}, "instances": [["00" * 32] * n_inst],
+            "transcript_type": "Poseidon", "split": split}
+
+
+def test_link_splits_points_each_proof_at_the_previous_output():
+    # slice 0: public input, output commitment is witness 0; slice 1: input 0, output 1; slice 2: public output
+    chain = [_proof({"start": 0, "end": 1}), _proof({"start": 1, "end": 2}), _proof(None)]
+    linked = P.link_splits(chain)
+    assert [c["split"] for c in linked] == [{"start": 0, "end": 1}, {"start": 0, "end": 1}, {"start": 1, "end": 2}]
+    assert chain[2]["split"] is None  # inputs untouched
+    assert P.link_splits([_proof(None)])[0]["split"] == {"start": 0, "end": 0}
+
+
+def test_link_splits_refuses_a_boundary_without_commitment():
+    with pytest.raises(AggregationError, match="no polycommit output"):
+        P.link_splits([_proof(None), _proof(None)])
+
+
+def test_declare_accumulator_marks_sixteen_limbs():
+    d = P.declare_accumulator(_proof(n_inst=20))
+    assert d["protocol"]["accumulator_indices"] == [[[0, j] for j in range(16)]]
+    with pytest.raises(AggregationError):
+        P.declare_accumulator(_proof(n_inst=3))
+
+
+def test_structure_digest_ignores_values_but_not_shape():
+    a, b = _proof({"start": 0, "end": 1}), _proof({"start": 0, "end": 1})
+    b["instances"] = [["01" + "00" * 31] * 3]
+    assert P.structure_digest([a], split_proofs=True) == P.structure_digest([b], split_proofs=True)
+    assert P.structure_digest([a], split_proofs=True) != P.structure_digest([_proof(n_inst=4)], split_proofs=True)
+
+
+def test_check_inner_wants_poseidon_transcripts(tmp_path):
+    with pytest.raises(AggregationError, match="Poseidon"):
+        P.check_inner([P.ProofInfo(tmp_path / "p.json", "EVM", 3, None, False)])
+
+
+def test_leaf_offsets_single_level_and_tree():
+    offs, total = R.leaf_offsets([5, 0, 4], [[[0, 1, 2]]])
+    assert offs == [16, 21, 21] and total == 25
+    # two groups (0,1) and (2,), then a root over both
+    offs, total = R.leaf_offsets([5, 1, 4], [[[0, 1], [2]], [[0, 1]]])
+    assert offs == [32, 37, 16 + 22 + 16] and total == 16 + 22 + 20
+
+
+def test_layout_binds_input_output_and_hashed_links():
+    slices = [R.SliceIO(5, "public", "hashed", 4, 0), R.SliceIO(4, "hashed", "public", 0, 3)]
+    sample = [[1, 2, 3, 4, 99], [99, 7, 8, 9]]
+    lay = R.layout(slices, [[[0], [1]], [[0, 1]]], sample)
+    # root: 16 | agg0: 16 | slice0 (5) | agg1: 16 | slice1 (4)
+    assert lay.num_instances == 16 + 21 + 20
+    assert (lay.input_start, lay.num_inputs) == (32, 4)
+    assert (lay.output_start, lay.num_outputs) == (16 + 21 + 16 + 1, 3)
+    assert lay.links == ((32 + 4, 16 + 21 + 16),)
+    with pytest.raises(AggregationError, match="hashes differ"):
+        R.layout(slices, [[[0], [1]], [[0, 1]]], [[1, 2, 3, 4, 98], [99, 7, 8, 9]])
+
+
+def test_layout_needs_public_model_io():
+    with pytest.raises(AggregationError, match="public"):
+        R.layout([R.SliceIO(1, "hashed", "public", 0, 1)], [[[0]]])
+
+
+def test_ray_options_reserve_memory_and_the_aggregator_resource():
+    est = estimate(1)
+    nodes = [RT.NodeMemory("a", 10e9, False), RT.NodeMemory("b", 30e9, True)]
+    opts = RT.task_options(est, nodes)
+    assert opts["memory"] == int(est.peak_bytes) and opts["resources"] == {"aggregator": 1}
+    assert RT.task_options(est, [RT.NodeMemory("a", 30e9, False)]).get("resources") is None
+    with pytest.raises(AggregationError, match="largest aggregator node offers 10.0 GB"):
+        RT.task_options(est, [RT.NodeMemory("a", 50e9, False), RT.NodeMemory("b", 10e9, True)])
+
+
+def test_nodes_from_ray_reads_alive_nodes():
+    raw = [{"NodeID": "x", "Alive": True, "Resources": {"memory": 5e9, "aggregator": 1.0}},
+           {"NodeID": "y", "Alive": False, "Resources": {"memory": 9e9}}]
+    assert RT.nodes_from_ray(raw) == [RT.NodeMemory("x", 5e9, True)]

@@ -1,0 +1,54 @@
+"""`dsperse market ...` end to end on anvil: deploy, stake, post, commit, draw, verdicts, settle, withdraw."""
+from __future__ import annotations
+
+import json
+
+from dsperse.sampling.cli import main, parse_amount
+from dsperse.sampling.market import ETHER, mine
+
+
+def run(capsys, *argv) -> dict:
+    assert main(["market", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_cli_runs_a_sampled_job_to_payment(chain, w3, keys, capsys, monkeypatch):
+    monkeypatch.setenv("DSPERSE_RPC", chain.url)
+    addr = {n: a for n, (a, _) in zip(keys, chain.accounts)}
+    owner = ["--private-key", keys["owner"]]
+    vals = sum((["--validator", addr[v]] for v in ("v1", "v2")), [])
+    out = run(capsys, "deploy", "--audit-bps", "10000", "--audit-delay", "1", "--challenge-window", "5", *vals,
+              "--rpc", chain.url, *owner)  # fmt: skip
+    market = out["market"]
+    monkeypatch.setenv("DSPERSE_MARKET", market)
+
+    def as_(who, *argv):
+        monkeypatch.setenv("DSPERSE_PRIVATE_KEY", keys[who])
+        return run(capsys, *argv)
+
+    as_("requester", "register-model", "my-model", "--slices", "2")
+    assert as_("operator", "stake", "1.5ether")["stake"] == 3 * ETHER // 2
+    job = as_("requester", "post-job", "my-model", "--input-hash", "0x" + "11" * 32, "--operator", addr["operator"], "--fee", "0.01ether")["job_id"]
+    as_("operator", "commit", job, "--outputs", "240,-578,517")
+    mine(w3, 2)
+    assert as_("anyone", "draw", job)["sampled"] is True
+    as_("v1", "verdict", job, "--outputs", "240,-578,517")
+    assert as_("v2", "verdict", job, "--outputs", "240,-578,517")["status"] == "SETTLED"
+    assert as_("operator", "withdraw")["amount"] == 10**16
+    shown = as_("anyone", "show", job)
+    assert shown["status"] == "SETTLED" and shown["operator"] == addr["operator"]
+    assert as_("anyone", "show", "--operator", addr["operator"])["credit"] == 0
+
+
+def test_cli_reports_reverts_and_usage_errors(chain, keys, capsys):
+    m = ["--rpc", chain.url, "--private-key", keys["owner"]]
+    assert main(["market", "stake", "1ether", *m]) == 2  # no market given
+    assert "pass --market ADDRESS" in capsys.readouterr().err
+    assert main(["market", "deploy", "--audit-bps", "20000", *m]) == 2
+    assert "auditBps > 10000" in capsys.readouterr().err
+    assert parse_amount("0.5ether") == ETHER // 2 and parse_amount("30gwei") == 30 * 10**9 and parse_amount("7") == 7
+
+
+def test_cli_economics_prints_threshold(capsys):
+    out = run(capsys, "economics", "--R", "1", "--S", "10", "--C", "0.5")
+    assert abs(out["p_star"] - 0.5 / 11) < 1e-12
