@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ def measure(slices: list[int], workdir: Path, reusable: bool) -> dict:
     import dsperse
     import dsperse.chain
     from dsperse.chain.client import submission_from_run
+    from dsperse.chain.deployments import Deployments
     from dsperse.chain.verifiers import slice_verifier
 
     model = build_model(workdir / "mlp4.onnx")
@@ -74,6 +76,9 @@ def measure(slices: list[int], workdir: Path, reusable: bool) -> dict:
                 raise SystemExit(f"asked for {n} slices, slicer made {len(plan.slices)}")
             run = dsperse.prove(plan, x, workdir / f"run{n}", job_id=f"bench-{n}", progress=False)
             runs[n] = run
+            # a fresh address book per model: slices shared between the n-slice models (same key) would
+            # otherwise be deployed once and make later models look cheaper than they are
+            chain.deployments = Deployments(workdir / f"deployments-{n}.json")
             b0 = w3.eth.block_number
             chain.register_model(run)
             gas = _gas_of_blocks(w3, b0 + 1, w3.eth.block_number)
@@ -170,8 +175,10 @@ def table(result: dict) -> str:
     if fit := result.get("fit"):
         out += (f"\nLeast-squares fit: receipt gas = {fit['fixed']:,.0f} + {fit['per_slice']:,.0f} x slices; with the "
                 f"{result['block_gas_limit']:,} block gas limit one receipt transaction holds at most **{fit['max_slices']} slices** "
-                "of this size (bigger circuits cost about the same per slice: the Halo2 verifier's cost depends on the "
-                "circuit's column/lookup layout, not on its row count).")  # fmt: skip
+                "like these (Gemm/ReLU slices at k=15; slices with more columns or lookups have bigger proofs and dearer "
+                "verifiers: measure them). Calldata caps it earlier on public networks: geth's txpool refuses "
+                f"transactions over 128 KiB, i.e. about {128 * 1024 // (max(max(r['proof_bytes']) for r in result['rows']) + 160)} "
+                "slices of this proof size.")  # fmt: skip
     if ru := result.get("reusable"):
         out += (
             "\n\nEZKL reusable verifier (measured on the largest model above): "
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     text = table(result)
     print("\n" + text)
     if a.record:
-        md = f"{SECTION}\n\nMachine: {machine()}. Command: `.venv/bin/python benchmarks/bench_gas.py{' --reusable' if a.reusable else ''} --record`.\n\n{text}\n"
+        md = f"{SECTION}\n\nMachine: {machine()}; {time.strftime('%Y-%m-%d')}. Gas is what the chain reports, independent of machine load. Command: `.venv/bin/python benchmarks/bench_gas.py{' --reusable' if a.reusable else ''} --record`.\n\n{text}\n"
         record(md, ROOT / "benchmarks" / "RESULTS.md")
         print(f"\nrecorded in {ROOT / 'benchmarks' / 'RESULTS.md'}")
 

@@ -111,7 +111,8 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
 
     return {
         "ok": True, "job_id": job_id, "model": str(model), "workdir": str(workdir), "slices": len(plan.slices),
-        "logrows": circuits[0].logrows, "keys_reused": all(c.reused for c in circuits), "device": options.device,
+        "logrows": circuits[0].logrows, "keys_reused": all(c.reused for c in circuits),
+        "device": sorted({p.prover.rsplit(":", 1)[-1] for r in runs for p in r.proofs}),
         "runs": [
             {"workdir": str(r.workdir), "job_id": r.receipt.job_id, "verified": True, "output": list(r.receipt.output),
              "model_id": r.receipt.model_id, "input_hash": r.receipt.input_hash,

@@ -55,12 +55,14 @@ class OutOfGasError(ChainError):
 
     def __init__(self, what: str, needed: int | None, limit: int | None, tx_hash: str | None = None):
         self.needed, self.limit, self.tx_hash = needed, limit, tx_hash
-        need = f"{needed:,}" if needed else "more than"
+        if needed and limit:
+            amount = f"needs {needed:,} gas, over the limit of {limit:,}"
+        elif limit:
+            amount = f"needs more gas than the limit of {limit:,}"
+        else:
+            amount = "ran out of gas"
         super().__init__(
-            f"out of gas while {what}: needs {need} gas, limit {limit:,}. "
-            "Use fewer slices per receipt or a chain with a higher block gas limit."
-            if limit
-            else f"out of gas while {what}"
+            f"out of gas while {what}: {amount}. Use fewer slices per receipt or a chain with a higher block gas limit."
         )
 
 

@@ -164,7 +164,7 @@ def compile_solidity(
         if cache:
             storage.write_json(cached, out)
     result: dict[str, CompiledContract] = {}
-    for unit, contracts in out.get("contracts", {}).items():
+    for contracts in out.get("contracts", {}).values():
         for name, c in contracts.items():
             if name in result:
                 raise ToolchainError(f"contract name {name!r} appears in two sources; rename one")

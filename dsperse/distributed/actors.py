@@ -23,15 +23,15 @@ import ray
 _CHUNK = 1 << 22
 
 
-def node_cache_root() -> Path:
+def node_cache_root(override: str | None = None) -> Path:
     """Node-local directory for shipped circuit files (content-addressed, shared by actors on the node)."""
-    return Path(os.environ.get("DSPERSE_NODE_CACHE", Path(tempfile.gettempdir()) / "dsperse-node-cache"))
+    return Path(override or os.environ.get("DSPERSE_NODE_CACHE") or Path(tempfile.gettempdir()) / "dsperse-node-cache")
 
 
 class SliceProver:
     """Proves slices ``{i: files}`` for any number of inputs; construct through ``ProverPool``."""
 
-    def __init__(self, slices: dict[int, dict[str, str]], blobs: dict | None, device: str):
+    def __init__(self, slices: dict[int, dict[str, str]], blobs: dict | None, device: str, node_cache: str | None = None):
         os.environ.setdefault("RUST_LOG", "error")  # before EZKL is imported: it reads this once
         if device == "gpu":
             os.environ.setdefault("ENABLE_ICICLE_GPU", "true")  # used only by a source-built ezkl with icicle
@@ -39,7 +39,8 @@ class SliceProver:
         from .. import proving  # noqa: F401  (imports ezkl once per process)
 
         self.device = device
-        self.files = {int(i): self._materialize(f, (blobs or {}).get(int(i))) for i, f in slices.items()}
+        root = node_cache_root(node_cache)
+        self.files = {int(i): self._materialize(f, (blobs or {}).get(int(i)), root) for i, f in slices.items()}
         for f in self.files.values():
             for p in (f["compiled"], f["pk"], f["srs"]):
                 _read_through(Path(p))  # page cache: the first prove does not wait on disk
@@ -48,7 +49,7 @@ class SliceProver:
         self.proved = 0
 
     @staticmethod
-    def _materialize(files: dict[str, str], blobs: dict | None) -> dict[str, str]:
+    def _materialize(files: dict[str, str], blobs: dict | None, root: Path) -> dict[str, str]:
         """Use the driver's paths, or write the shipped bytes once into the node cache."""
         if not blobs:
             return files
@@ -56,7 +57,7 @@ class SliceProver:
 
         out = dict(files)
         for what, (name, ref) in blobs.items():
-            dest = node_cache_root() / name
+            dest = root / name
             if not dest.exists():
                 storage.write_bytes(dest, ray.get(ref))
             out[what] = str(dest)

@@ -43,6 +43,8 @@ class RayOptions:
     """How long to wait for all actors to start before failing with the resources asked and available."""
     resources: dict[str, float] = field(default_factory=dict)
     """Extra custom resources per actor, e.g. {"prover": 1} on the clusters/ configs."""
+    node_cache: str | None = None
+    """Where shipped files land on each node; default $DSPERSE_NODE_CACHE or <tmp>/dsperse-node-cache."""
 
     @classmethod
     def from_env(cls, **overrides) -> "RayOptions":
@@ -76,7 +78,7 @@ class ProverPool:
                 RemoteSliceProver.options(
                     max_restarts=options.max_restarts, max_task_retries=options.max_task_retries,
                     **self.request.as_options(),
-                ).remote(mine, {i: blobs[i] for i in mine} if ship else None, self.request.device)
+                ).remote(mine, {i: blobs[i] for i in mine} if ship else None, self.request.device, options.node_cache)
             )
         self.infos = self._wait_ready()
         log.info("%d SliceProver actors ready (%s, %s)", m, self.request, "shipped" if ship else "shared paths")

@@ -13,7 +13,7 @@ callers can account for gas exactly (``gasUsed * effectiveGasPrice``).
 from __future__ import annotations
 
 import enum
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -365,7 +365,3 @@ class Validator(Role):
 def mine(w3: Web3, blocks: int) -> None:
     """Mine ``blocks`` empty blocks on a dev chain (anvil_mine) to move past windows."""
     w3.provider.make_request("anvil_mine", [hex(blocks)])
-
-
-def _field_names(cls) -> list[str]:  # used by the CLI to print dataclasses
-    return [f.name for f in fields(cls)]

@@ -8,12 +8,14 @@ import threading
 import time
 from pathlib import Path
 
+import ezkl
 import numpy as np
 import pytest
 
 import dsperse
+from dsperse import storage
 from dsperse.distributed import NoGPUError, ProverPool, RayOptions, prove_on_ray
-from dsperse.proving import witness_outputs
+from dsperse.proving import ProveTask, witness_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +84,21 @@ def test_prover_killed_mid_proof_run_still_completes(ray_cpu, mlp_plan, mlp_circ
         assert run.proofs[1].prover.split(":")[2] != str(victim)
     finally:
         pool.close()
+
+
+def test_shipped_artifacts_prove_from_the_node_cache(ray_cpu, mlp_circuits, mlp_run, tmp_path):
+    """The multi-node path on one node: circuit files go through the object store, not the driver's paths."""
+    c = mlp_circuits[0]
+    node = tmp_path / "node-cache"
+    with ProverPool([c], RayOptions(artifacts="ship", node_cache=str(node))) as pool:
+        files = pool.infos[0]["files"][0]
+        for what in ("compiled", "pk", "srs"):
+            assert Path(files[what]).parent.parent == node
+            assert storage.sha256_file(files[what]) == storage.sha256_file(getattr(c, what))
+        out = tmp_path / "proof_0.json"
+        [proof] = pool.prove([ProveTask.for_slice(c, mlp_run.witnesses[0].path, out)], lambda p: None)
+    assert proof.sha256 == storage.sha256_file(out)
+    assert ezkl.verify(str(out), str(c.settings), str(c.vk), str(c.srs))
 
 
 def test_gpu_less_cluster_proves_on_cpu_and_refuses_gpu_fast(ray_cpu, mlp_circuits):

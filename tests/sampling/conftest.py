@@ -8,7 +8,7 @@ import pytest
 from web3 import Web3
 
 from dsperse.chain.toolchain import missing_reason
-from dsperse.sampling.market import ETHER, Market, MarketConfig, compile_market
+from dsperse.sampling.market import Market, MarketConfig, compile_market
 
 def _require_toolchain() -> None:
     why = missing_reason()

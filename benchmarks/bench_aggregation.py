@@ -1,0 +1,205 @@
+"""Aggregation cost: the plan table, and measured time / peak memory of what fits on this machine.
+
+    python benchmarks/bench_aggregation.py --plan                 # instant: estimates per proof count and node size
+    python benchmarks/bench_aggregation.py --mock 2               # mock_aggregate of a real 2-slice chain (k=22, ~7 GB)
+    python benchmarks/bench_aggregation.py --real --gas           # setup + aggregate 1 proof at k=21 (~20 GB), EVM gas
+
+Each measured stage runs in its own child process, which reports its own peak RSS, so figures do not mix.
+A stage whose estimated peak (+2 GB) exceeds MemAvailable is skipped, not attempted: the machine is shared.
+Results go to benchmarks/out/aggregation.json; copy the tables to benchmarks/RESULTS.md by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dsperse.aggregation import planning as pl  # noqa: E402
+
+GiB = 1024**3
+
+
+def mem_available() -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0.0
+
+
+def machine() -> str:
+    import ezkl  # noqa: F401
+
+    with open("/proc/meminfo") as f:
+        total = int(next(line for line in f if line.startswith("MemTotal")).split()[1]) * 1024
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {total / GiB:.0f} GiB, ezkl 22.3.0, load {os.getloadavg()[0]:.1f}"
+
+
+def plan_table() -> list[dict]:
+    rows = []
+    print("\n| proofs | k | setup | setup peak | prove | prove peak | pk | basis |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in (1, 2, 4, 8, 16):
+        e = pl.estimate(n)
+        basis = "measured" if e.prove.measured and e.setup.measured else "extrapolated"
+        print(f"| {n} | {e.logrows} | {e.setup.seconds / 60:.0f} min | {e.setup.peak_bytes / 1e9:.1f} GB | "
+              f"{e.prove.seconds / 60:.0f} min | {e.prove.peak_bytes / 1e9:.1f} GB | {e.pk_bytes / 1e9:.1f} GB | {basis} |")  # fmt: skip
+        rows.append({"n": n, "k": e.logrows, "setup_s": e.setup.seconds, "setup_peak": e.setup.peak_bytes,
+                     "prove_s": e.prove.seconds, "prove_peak": e.prove.peak_bytes, "basis": basis})  # fmt: skip
+    print("\n| node memory | fan-in | 3 slices | 8 slices |")
+    print("|---|---|---|---|")
+    for mem in (24 * GiB, 64e9, 128e9, 256e9):
+        shapes = []
+        for n in (3, 8):
+            try:
+                p = pl.plan(n, mem)
+                shapes.append(f"{[len(lvl) for lvl in p.levels]} steps/level, peak {p.peak_bytes / 1e9:.0f} GB, ~{p.critical_path_seconds / 60:.0f} min")
+            except Exception as exc:  # noqa: BLE001 - the refusal is the result
+                shapes.append(f"refused: {str(exc)[:60]}...")
+        print(f"| {mem / 1e9:.0f} GB | {pl.max_fan_in(mem)} | {shapes[0]} | {shapes[1]} |")
+    return rows
+
+
+# -- measured stages (child processes) -------------------------------------------------------------
+
+
+def child(stage: str, args: dict) -> dict:
+    """Run ``stage`` in a child process; returns its JSON report (seconds, peak_rss)."""
+    cmd = [sys.executable, __file__, "_child", stage, json.dumps(args)]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, RUST_LOG="error"))
+    if proc.returncode != 0:
+        return {"stage": stage, "error": (proc.stderr or proc.stdout)[-600:], "wall_s": time.time() - t0}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child_main(stage: str, args: dict) -> None:
+    out: dict = {"stage": stage}
+    t0 = time.time()
+    if stage == "chain":
+        import numpy as np
+
+        import dsperse
+        from dsperse import srs as srs_mod, zoo
+        from dsperse.circuits import CircuitConfig
+
+        work = Path(args["work"])
+        zoo.export("mlp", work / "mlp.onnx", 0)
+        plan = dsperse.slice(work / "mlp.onnx", work / f"slices{args['n']}", max_slices=args["n"], strategy="layers")
+        srs = srs_mod.dev_srs(21)
+        circuits = dsperse.compile(plan, srs=srs.path)
+        x = np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
+        run = dsperse.prove(plan, x, work / f"run{args['n']}", circuits=circuits, config=CircuitConfig(proof_type="for-aggr"), progress=False)
+        out.update(proofs=[str(p.path) for p in sorted(run.proofs, key=lambda p: p.slice_index)],
+                   settings=str(circuits[0].settings), slice_prove_s=[p.seconds for p in run.proofs],
+                   logrows=circuits[0].logrows, srs=str(srs.path))  # fmt: skip
+    elif stage == "mock":
+        from dsperse.aggregation import aggregate as A
+
+        try:
+            A.mock(args["proofs"], args["work"], logrows=args["k"], split_proofs=len(args["proofs"]) > 1)
+            out["ok"] = True
+        except Exception as exc:  # noqa: BLE001
+            out.update(ok=False, error=str(exc)[-300:])
+    elif stage in ("setup", "prove"):
+        from dsperse.aggregation import aggregate as A
+
+        keys = A.setup(args["proofs"], args["work"], logrows=args["k"], srs=args["srs"], split_proofs=len(args["proofs"]) > 1)
+        out.update(setup_s=keys.seconds, reused=keys.reused, pk_bytes=keys.pk.stat().st_size)
+        if stage == "prove":
+            t1 = time.time()
+            p = A.aggregate(args["proofs"], Path(args["work"]) / "aggr.json", keys, transcript="evm")
+            out.update(prove_s=time.time() - t1, proof=str(p.path))
+            t1 = time.time()
+            out["verify_aggr_ok"] = A.verify_aggr(p, keys)
+            out["verify_aggr_s"] = time.time() - t1
+    out["seconds"] = time.time() - t0
+    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out), flush=True)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def gas(agg: dict, chain_info: dict, work: Path) -> dict:
+    """Gas of the aggregated receipt vs EVM verification of the slice proof alone (anvil)."""
+    import dsperse.chain as C
+    from dsperse.aggregation import aggregate as A, receipt as R
+
+    keys = A.setup(chain_info["proofs"], work / "keys", logrows=pl.logrows_for(len(chain_info["proofs"])),
+                   srs=chain_info["srs"], split_proofs=len(chain_info["proofs"]) > 1)  # fmt: skip
+    sol = A.evm_verifier(keys, chain_info["settings"], work / "AggregateVerifier.sol")
+    slices = [R.slice_io(json.loads(Path(p).read_text()), json.loads(Path(chain_info["settings"]).read_text())) for p in chain_info["proofs"]]
+    lay = R.layout(slices, [[list(range(len(slices)))]], R.slice_instances(chain_info["proofs"]))
+    pb, inst = A.evm_calldata(agg["proof"])
+    with C.local() as chain:
+        v, r = R.deploy(chain, sol, lay, b"\x00" * 31 + b"\x01")
+        rc = R.submit(chain, r, b"\x07" * 32, pb, inst)
+        ver = next(iter(C.compile_solidity({"V.sol": sol}).values()))
+        verify_gas = chain.contract(v, ver.abi).functions.verifyProof(pb, inst).estimate_gas()
+    return {"aggregated_receipt_gas": rc["gasUsed"], "aggregate_verifyProof_gas": verify_gas,
+            "verifier_runtime_bytes": ver.runtime_size}  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        _child_main(sys.argv[2], json.loads(sys.argv[3]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--plan", action="store_true", help="print the estimate tables (instant)")
+    ap.add_argument("--mock", type=int, nargs="*", default=[], help="mock_aggregate real chains of these slice counts")
+    ap.add_argument("--real", action="store_true", help="setup + aggregate one proof at k=21 (needs ~22 GB free)")
+    ap.add_argument("--gas", action="store_true", help="with --real: gas of the aggregated receipt on anvil")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "aggregation")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "aggregation.json")
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    report: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    print(f"machine: {report['machine']}")
+    if a.plan or not (a.mock or a.real):
+        report["plan"] = plan_table()
+    report["mock"] = []
+    for n in a.mock:
+        k = pl.logrows_for(n)
+        need = pl.estimate(n).mock.peak_bytes
+        if mem_available() < need + 2e9:
+            print(f"mock {n} proofs (k={k}): skipped, needs ~{need / 1e9:.0f}+2 GB, {mem_available() / 1e9:.1f} GB available")
+            continue
+        ch = child("chain", {"n": n, "work": str(a.work)})
+        if "error" in ch:
+            print(f"chain of {n}: {ch['error']}")
+            continue
+        r = child("mock", {"proofs": ch["proofs"], "k": k, "work": str(a.work / f"mock{n}")})
+        r.update(n=n, k=k, slice_prove_s=ch.get("slice_prove_s"))
+        report["mock"].append(r)
+        print(f"mock {n} proofs k={k}: ok={r.get('ok')} {r.get('seconds', 0):.0f} s, peak {r.get('peak_rss', 0) / 1e9:.1f} GB")
+    if a.real:
+        e = pl.estimate(1)
+        if mem_available() < e.peak_bytes + 2e9:
+            print(f"real aggregation: skipped, needs ~{e.peak_bytes / 1e9:.0f}+2 GB, {mem_available() / 1e9:.1f} GB available")
+        else:
+            ch = child("chain", {"n": 1, "work": str(a.work)})
+            setup = child("setup", {"proofs": ch["proofs"], "k": 21, "srs": ch["srs"], "work": str(a.work / "real")})
+            prove = child("prove", {"proofs": ch["proofs"], "k": 21, "srs": ch["srs"], "work": str(a.work / "real")})
+            report["real"] = {"setup": setup, "prove": prove}
+            print(f"setup k=21: {setup.get('setup_s', 0):.0f} s (reused={setup.get('reused')}), peak {setup.get('peak_rss', 0) / 1e9:.1f} GB")
+            print(f"prove k=21: {prove.get('prove_s', 0):.0f} s, peak {prove.get('peak_rss', 0) / 1e9:.1f} GB, "
+                  f"verify_aggr {prove.get('verify_aggr_s', 0):.1f} s")  # fmt: skip
+            if a.gas and "proof" in prove:
+                report["gas"] = gas(prove, ch, a.work / "gas")
+                print(f"gas: {report['gas']}")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
