@@ -35,9 +35,10 @@ def run_demo(workdir: Path = Path("runs/demo"), slices: int = 3, chain: bool = T
 
         with local() as c:
             model_id = c.register_model(run)
-            tx = c.submit(run, job_id=job_id)
+            sent = c.submit(run, job_id=job_id)
             onchain = c.receipt(job_id)
-            print(f"[4/4] receipt on local chain (model {model_id[:18]}..., tx {tx}):")
+            print(f"[4/4] receipt stored on the local chain in one transaction (model {model_id[:16]}..., "
+                  f"tx {sent.tx_hash}, block {sent.block}, {sent.gas_used:,} gas):")
             print(json.dumps(_plain(onchain), indent=2, default=str))
     print(f"done in {time.perf_counter() - t0:.0f}s; artifacts in {workdir}")
     return 0
