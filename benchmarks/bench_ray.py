@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,6 +151,7 @@ def main() -> None:
     res.update(wall_s=rows, per_proof_s=per_proof, cold=cold_internal, first_vs_rest=first_vs_rest, machine_end=machine())
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
     print(f"\nmachine at end {res['machine_end']}; wrote {a.out}")
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import AggregationError
-from .aggregate import AggregateProof, AggregationKeys, aggregate, evm_calldata, evm_verifier, mock, setup, verify_aggr
+from . import aggregate  # the module (its aggregate() is aggregate.aggregate); setup etc. re-exported below
+from .aggregate import AggregateProof, AggregationKeys, evm_calldata, evm_verifier, mock, setup, verify_aggr
 from .planning import (
     AggregationEstimate,
     AggregationNode,

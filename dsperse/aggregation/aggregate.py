@@ -117,7 +117,7 @@ def setup(
             tmp_pk = stack.enter_context(storage.atomic_path(pk))
             _ezkl.call(
                 "setup_aggregate", AggregationError, ezkl.setup_aggregate,
-                [str(f) for f in files], str(tmp_vk), str(tmp_pk), k, split_proofs, str(the_srs.path), False, "kzg",
+                [str(f) for f in files], str(tmp_vk), str(tmp_pk), k, split_proofs, str(the_srs.path), False, ezkl.PyCommitments.KZG,
             )  # fmt: skip
         secs = time.monotonic() - t0
         storage.write_json(meta, {"logrows": k, "split_proofs": split_proofs, "n_proofs": len(files),
@@ -155,7 +155,7 @@ def aggregate(
         _ezkl.call(
             "aggregate", AggregationError, ezkl.aggregate,
             [str(f) for f in files], str(tmp), str(keys.pk), transcript, keys.logrows, check_mode,
-            keys.split_proofs, str(keys.srs), "kzg",
+            keys.split_proofs, str(keys.srs), ezkl.PyCommitments.KZG,
         )  # fmt: skip
         if transcript == "poseidon":
             storage.write_bytes(tmp, json.dumps(P.declare_accumulator(P.load(tmp))).encode())
@@ -169,7 +169,7 @@ def verify_aggr(proof: AggregateProof | Path | str, keys: AggregationKeys) -> bo
     return bool(
         _ezkl.call(
             "verify_aggr", AggregationError, ezkl.verify_aggr,
-            str(path), str(keys.vk), keys.logrows, "kzg", False, str(keys.srs),
+            str(path), str(keys.vk), keys.logrows, ezkl.PyCommitments.KZG, False, str(keys.srs),
         )  # fmt: skip
     )
 

@@ -44,7 +44,6 @@ class SliceProver:
         for f in self.files.values():
             for p in (f["compiled"], f["pk"], f["srs"]):
                 _read_through(Path(p))  # page cache: the first prove does not wait on disk
-        self.scratch = Path(tempfile.mkdtemp(prefix="dsperse-prover-"))
         self.warm_seconds = time.perf_counter() - t0
         self.proved = 0
 
@@ -78,7 +77,7 @@ class SliceProver:
         from ..proving import ProveTask, prove_slice
 
         f = self.files[slice_index]
-        work = Path(tempfile.mkdtemp(prefix=f"s{slice_index}-", dir=self.scratch))
+        work = Path(tempfile.mkdtemp(prefix=f"dsperse-prove-s{slice_index}-"))  # private: a retry never sees a half-written file
         try:
             (work / "witness.json").write_bytes(witness)
             task = ProveTask(slice_index, work / "witness.json", Path(f["compiled"]), Path(f["pk"]), Path(f["srs"]),

@@ -17,6 +17,7 @@ import ray
 from .. import storage
 from ..artifacts import Circuit, Run, SlicePlan, SliceProof
 from ..circuits import CircuitConfig
+from ..errors import DsperseError
 from ..model import coerce_input
 from ..pipeline import Manifest, finish_run, prepare_witnesses
 from ..progress import Progress
@@ -89,6 +90,8 @@ def prove_on_ray(
         raise ValueError("prove_on_ray needs at least one input")
     workdir = Path(workdir).expanduser().resolve()
     circuits = list(circuits)
+    if pool is not None and [pool.circuits[i].key_id for i in sorted(pool.circuits)] != [c.key_id for c in circuits]:
+        raise DsperseError("the ProverPool was built for other circuits (keys differ); build one for these circuits")
     with connect(cluster):
         own = pool is None
         pool = pool or ProverPool(circuits, options or RayOptions.from_env())
