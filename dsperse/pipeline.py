@@ -154,6 +154,49 @@ def prepare_witnesses(plan: SlicePlan, circuits: list[Circuit], x: np.ndarray, w
     return witnesses
 
 
+class RunState:
+    """One input's run directory: manifest, witnesses, the proofs still to make, its progress bar.
+
+    Shared by the in-process path and the Ray path, so a run started by either resumes in the other.
+    """
+
+    def __init__(self, plan: SlicePlan, circuits: list[Circuit], x: np.ndarray, workdir: Path, job_id: str | None,
+                 config: CircuitConfig, progress: bool, on_slice_proven: Callable[[SliceProof], None] | None):
+        x = coerce_input(plan.input_shape, x)
+        self.plan, self.circuits, self.job_id, self.on_slice_proven = plan, circuits, job_id, on_slice_proven
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        storage.write_json(self.workdir / "input.json", {"input_data": [x.flatten().tolist()]})
+        digest = storage.sha256_bytes(*(f.encode() for f in quantize_input(x, circuits[0].input_scale)))
+        self.manifest = Manifest.open(self.workdir / "manifest.json", [c.key_id for c in circuits], digest, job_id)
+        self.witnesses = prepare_witnesses(plan, circuits, x, self.workdir, self.manifest)
+        self.records: dict[int, SliceProof] = {}
+        self.todo: list[ProveTask] = []
+        for c, w in zip(circuits, self.witnesses):
+            out = self.workdir / f"proof_{c.slice_index}.json"
+            done = self.manifest.done_proof(c.slice_index, out)
+            if done:
+                self.records[c.slice_index] = done
+            else:
+                self.todo.append(ProveTask.for_slice(c, w.path, out, config.proof_type))
+        if self.records:
+            log.info("resuming %s: %d of %d slices already proven", self.workdir, len(self.records), len(circuits))
+        self.bar = Progress(total=len(circuits), initial=len(self.records), desc=f"proving {self.workdir.name}", enabled=progress)
+
+    def landed(self, p: SliceProof) -> None:
+        self.records[p.slice_index] = p
+        self.manifest.proofs[str(p.slice_index)] = {"sha256": p.sha256, "seconds": p.seconds, "prover": p.prover}
+        self.manifest.save()
+        self.bar.update()
+        if self.on_slice_proven:
+            self.on_slice_proven(p)
+
+    def finish(self) -> Run:
+        self.bar.close()
+        return finish_run(self.plan, self.circuits, self.witnesses, [self.records[c.slice_index] for c in self.circuits],
+                          self.workdir, self.job_id)
+
+
 def prove_one(
     plan: SlicePlan,
     circuits: list[Circuit],
@@ -166,42 +209,12 @@ def prove_one(
     progress: bool = True,
     on_slice_proven: Callable[[SliceProof], None] | None = None,
 ) -> Run:
-    x = coerce_input(plan.input_shape, x)
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    storage.write_json(workdir / "input.json", {"input_data": [x.flatten().tolist()]})
-    digest = storage.sha256_bytes(*(f.encode() for f in quantize_input(x, circuits[0].input_scale)))
-    manifest = Manifest.open(workdir / "manifest.json", [c.key_id for c in circuits], digest, job_id)
-
-    witnesses = prepare_witnesses(plan, circuits, x, workdir, manifest)
-
-    records: dict[int, SliceProof] = {}
-    todo = []
-    for c, w in zip(circuits, witnesses):
-        out = workdir / f"proof_{c.slice_index}.json"
-        done = manifest.done_proof(c.slice_index, out)
-        if done:
-            records[c.slice_index] = done
-        else:
-            todo.append(ProveTask.for_slice(c, w.path, out, config.proof_type))
-    if records:
-        log.info("resuming %s: %d of %d slices already proven", workdir, len(records), len(circuits))
-
-    bar = Progress(total=len(circuits), initial=len(records), desc=f"proving {workdir.name}", enabled=progress)
-
-    def landed(p: SliceProof) -> None:
-        records[p.slice_index] = p
-        manifest.proofs[str(p.slice_index)] = {"sha256": p.sha256, "seconds": p.seconds, "prover": p.prover}
-        manifest.save()
-        bar.update()
-        if on_slice_proven:
-            on_slice_proven(p)
-
+    state = RunState(plan, circuits, x, workdir, job_id, config, progress, on_slice_proven)
     try:
-        backend.prove(todo, landed)
+        backend.prove(state.todo, state.landed)
     finally:
-        bar.close()
-    return finish_run(plan, circuits, witnesses, [records[c.slice_index] for c in circuits], workdir, job_id)
+        state.bar.close()
+    return state.finish()
 
 
 def finish_run(plan, circuits, witnesses, records, workdir: Path, job_id: str | None) -> Run:

@@ -99,3 +99,25 @@ def test_mock_aggregate_accepts_the_honest_chain(proof_paths, tmp_path):
 def test_mock_aggregate_rejects_a_broken_link(proof_paths, tampered_slice1, tmp_path):
     with pytest.raises(AggregationError, match="mock_aggregate failed"):
         A.mock([proof_paths[0], tampered_slice1], tmp_path, logrows=22, split_proofs=True)
+
+
+def test_derived_small_srs_has_the_same_secret(mlp_circuits, tmp_path):
+    """A k=15 SRS derived from a k=16 one gives the slice a byte-identical verifying key (same secret)."""
+    from dsperse import srs as srs_mod, storage
+    from dsperse.aggregation import srs_shrink
+    from dsperse.errors import CircuitError, SRSError
+
+    try:
+        srs_shrink._node_path()
+    except SRSError as exc:
+        pytest.skip(str(exc))
+    big = srs_mod.dev_srs(16)  # cached; ~1 min to generate once
+    small = srs_shrink.shrink(big, 15, cache=tmp_path)
+    assert small.logrows == 15 and small.path.stat().st_size == 4 + 2 * 64 * 2**15 + 256
+    c = mlp_circuits[0]
+    vks = []
+    for name, s in (("big", big.path), ("small", small.path)):
+        vk, pk = tmp_path / f"vk_{name}.key", tmp_path / f"pk_{name}.key"
+        _ezkl.call("setup", CircuitError, ezkl.setup, str(c.compiled), str(vk), str(pk), str(s))
+        vks.append(storage.sha256_file(vk))
+    assert vks[0] == vks[1]
