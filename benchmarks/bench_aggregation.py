@@ -37,11 +37,11 @@ def mem_available() -> float:
 
 
 def machine() -> str:
-    import ezkl  # noqa: F401
+    import ezkl
 
     with open("/proc/meminfo") as f:
         total = int(next(line for line in f if line.startswith("MemTotal")).split()[1]) * 1024
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {total / GiB:.0f} GiB, ezkl 22.3.0, load {os.getloadavg()[0]:.1f}"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {total / GiB:.0f} GiB, ezkl {ezkl.__version__}, load {os.getloadavg()[0]:.1f}"
 
 
 def plan_table() -> list[dict]:

@@ -53,6 +53,19 @@ def cnn():
     )
 
 
+@_register("cnn_wide")
+def cnn_wide():
+    """A wider CNN whose whole circuit needs more rows than 2^15: where slicing can lower k (benchmarks)."""
+    torch, nn = _torch()
+    return (
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 4),
+        ),
+        (1, 1, 8, 8),
+    )
+
+
 @_register("residual")
 def residual():
     """A conv stem, a residual block (skip connection) and a head: cuts inside the block must be refused."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import ezkl
-import numpy as np
 import pytest
 
 import dsperse
