@@ -184,7 +184,9 @@ def send(w3: Web3, key: str, call, value: int = 0, gas: int | None = None) -> di
     acct = Account.from_key(key)
     tx_params: dict[str, Any] = {"from": acct.address, "value": value}
     try:
-        tx_params["gas"] = gas or int(call.estimate_gas(tx_params) * 1.2) + 20_000
+        # Generous headroom: another party's transaction can land first and change what this one does
+        # (e.g. a validator's vote that becomes the quorum vote also slashes). Unused gas is not charged.
+        tx_params["gas"] = gas or int(call.estimate_gas(tx_params) * 1.5) + 250_000
         tx_params["nonce"] = w3.eth.get_transaction_count(acct.address, "pending")
         tx = call.build_transaction(tx_params)
     except ContractLogicError as exc:
@@ -198,6 +200,9 @@ def send(w3: Web3, key: str, call, value: int = 0, gas: int | None = None) -> di
         raise ChainError(f"node refused the transaction from {acct.address}: {exc}") from exc
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
     if receipt["status"] != 1:
+        if receipt["gasUsed"] >= tx["gas"]:
+            raise TransactionRevertedError(f"ran out of gas (limit {tx['gas']:,}): the chain state changed between "
+                                           "the gas estimate and execution", tx_hash.hex())
         raise TransactionRevertedError("transaction mined with status 0", tx_hash.hex())
     return dict(receipt)
 
