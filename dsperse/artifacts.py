@@ -160,6 +160,8 @@ class Run:
     witnesses: list[Witness]
     proofs: list[SliceProof]
     receipt: Receipt
+    aggregate: dict | None = None
+    """With aggregate=True: the aggregated proof's path, its step record and the plan it followed."""
 
     FILE = "run.json"
 
@@ -174,6 +176,7 @@ class Run:
             "witnesses": _to_dict(self.witnesses),
             "proofs": _to_dict(self.proofs),
             "receipt": _to_dict(self.receipt),
+            "aggregate": self.aggregate,
         }
         return storage.write_json(self.workdir / self.FILE, data)
 
@@ -191,4 +194,5 @@ class Run:
             witnesses=[_from_dict(Witness, w) for w in data["witnesses"]],
             proofs=[_from_dict(SliceProof, p) for p in data["proofs"]],
             receipt=_from_dict(Receipt, data["receipt"]),
+            aggregate=data.get("aggregate"),
         )

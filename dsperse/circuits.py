@@ -47,8 +47,14 @@ class CircuitConfig:
     calibration_target: Literal["resources", "accuracy"] = "resources"
     proof_type: Literal["single", "for-aggr"] = "single"
     """for-aggr uses a Poseidon transcript so the proofs can be aggregated; single is EVM-verifiable."""
+    per_slice: tuple[tuple[str, str], ...] | None = None
+    """Explicit (input, output) visibility per slice; aggregation plans set it (hashed exposed boundaries)."""
 
     def visibilities(self, index: int, count: int) -> tuple[str, str]:
+        if self.per_slice is not None:
+            if len(self.per_slice) != count:
+                raise CircuitError(f"per_slice visibilities name {len(self.per_slice)} slices, the plan has {count}")
+            return self.per_slice[index]
         first, last = index == 0, index == count - 1
         return (
             self.input_visibility if first else self.boundary_visibility,

@@ -107,15 +107,24 @@ def prove(
     cluster: str | None = None,
     progress: bool = True,
     on_slice_proven: Callable[[SliceProof], None] | None = None,
+    aggregate: bool = False,
+    aggregator_memory_bytes: float | None = None,
 ) -> Run | list[Run]:
     """Prove ``inputs`` through every slice of ``plan``; returns a Run (or one per input for a batch).
 
     ``cluster`` ("auto" or a Ray address) proves each slice on its own Ray actor; without it,
     slices are proven in this process. A batch writes ``workdir/<n>/`` per input.
+    ``aggregate=True`` first plans the aggregation (memory, time, tree; AggregationError before any work
+    when no node can hold it), proves the slices for aggregation with the aggregator's SRS, then folds
+    them into one proof, recorded in ``run.aggregate``. See docs/aggregation.md.
     """
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
     xs = load_inputs(inputs)
+    if aggregate:
+        if circuits is not None:
+            raise DsperseError("aggregate=True builds its own circuits (Poseidon transcript, aggregator SRS); drop circuits=")
+        agg_plan, config, srs = _plan_aggregation(plan, config, srs, cache, cluster, aggregator_memory_bytes)
     workdir = Path(workdir) if workdir is not None else plan.root.parent / "runs" / "latest"
     if circuits is None:
         for x in xs:  # reject a wrong input before any slow work
@@ -126,17 +135,59 @@ def prove(
     if cluster is not None:
         from .distributed import prove_on_ray  # Ray stays out of the core import path
 
-        return prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster, config=config,
-                            progress=progress, on_slice_proven=on_slice_proven)
+        result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster, config=config,
+                              progress=progress, on_slice_proven=on_slice_proven)
+        if aggregate:
+            result = [_aggregate_run(r, agg_plan, srs, cache) for r in (result if isinstance(result, list) else [result])]
+            return result[0] if len(result) == 1 else result
+        return result
     backend = backend or LocalBackend()
-    if len(xs) == 1:
-        return prove_one(plan, list(circuits), xs[0], workdir, job_id=job_id, backend=backend, config=config,
-                         progress=progress, on_slice_proven=on_slice_proven)
-    return [
-        prove_one(plan, list(circuits), x, workdir / str(n), job_id=f"{job_id}/{n}" if job_id else None, backend=backend,
+    runs = [
+        prove_one(plan, list(circuits), x, workdir if len(xs) == 1 else workdir / str(n),
+                  job_id=job_id if len(xs) == 1 else (f"{job_id}/{n}" if job_id else None), backend=backend,
                   config=config, progress=progress, on_slice_proven=on_slice_proven)
         for n, x in enumerate(xs)
     ]
+    if aggregate:
+        runs = [_aggregate_run(r, agg_plan, srs, cache) for r in runs]
+    return runs[0] if len(xs) == 1 else runs
+
+
+def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluster, memory: float | None):
+    """Decide the aggregation before any work, and the slice settings it needs."""
+    import dataclasses
+    import os
+
+    from . import aggregation, srs as srs_mod
+
+    n = len(plan.slices)
+    if memory is None:
+        import sys
+
+        ray = sys.modules.get("ray")
+        if cluster is not None and ray is not None and ray.is_initialized():
+            agg_plan = aggregation.plan_for_cluster(n)  # the cluster's aggregator nodes
+        else:
+            agg_plan = aggregation.plan(n, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # this machine
+    else:
+        agg_plan = aggregation.plan(n, memory)
+    log.warning("aggregation plan:\n%s", agg_plan.describe())
+    config = dataclasses.replace(
+        config, proof_type="for-aggr", per_slice=tuple(aggregation.boundary_visibilities(n, agg_plan.exposed_boundaries))
+    )
+    k = max(node.logrows for lvl in agg_plan.levels for node in lvl)
+    the_srs = srs_mod.resolve(k, srs, cache)  # one SRS (one secret) for the slices and every aggregation step
+    return agg_plan, config, the_srs.path
+
+
+def _aggregate_run(run: Run, agg_plan, srs: Path, cache) -> Run:
+    from . import aggregation
+
+    proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
+    result = aggregation.aggregate_proofs(proofs, run.workdir / "aggregate", agg_plan, srs=srs, cache=cache)
+    run.aggregate = {"proof": str(result.proof_path), "root": result.root, "plan": agg_plan.describe()}
+    run.save()
+    return run
 
 
 def prepare_witnesses(plan: SlicePlan, circuits: list[Circuit], x: np.ndarray, workdir: Path, manifest: Manifest) -> list[Witness]:
