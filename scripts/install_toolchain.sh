@@ -33,7 +33,7 @@ want_version() {
 }
 
 up_to_date=1
-for p in "@foundry-rs/anvil-linux-amd64" "@foundry-rs/cast-linux-amd64" "solc"; do
+for p in "@foundry-rs/anvil-linux-amd64" "@foundry-rs/cast-linux-amd64" "solc" "ffjavascript"; do
   [ "$(pkg_version "$p")" = "$(want_version "$p")" ] || up_to_date=0
 done
 if [ "${DSPERSE_SKIP_NPM:-0}" = 1 ]; then
