@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import ezkl
@@ -64,6 +65,27 @@ def silenced() -> Iterator[None]:
             os.dup2(keep, fd)
             os.close(keep)
         os.close(devnull)
+
+
+def run_child(module: str, args: list[str], error: type[DsperseError], what: str, timeout: float, expect: Path) -> None:
+    """Run ``python -m module *args`` and check it wrote ``expect``.
+
+    EZKL's async calls (create_evm_verifier*) leave the interpreter aborting at exit (code 134), so they run in
+    a child process that leaves with os._exit; this is the parent's half.
+    """
+    import subprocess
+
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "error")
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise error(f"{what} took over {timeout:.0f}s") from exc
+    if proc.returncode != 0 or not Path(expect).is_file():
+        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-5:]
+        raise error(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
 
 
 def _short(exc: BaseException) -> str:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -206,19 +203,10 @@ def evm_verifier(keys: AggregationKeys, template_settings: Path | str, dest: Pat
     from ..chain.toolchain import ensure_ezkl_solc
 
     ensure_ezkl_solc()
-    cmd = [sys.executable, "-m", "dsperse.aggregation._gen_verifier", "--vk", str(keys.vk), "--settings", str(settings),
-           "--srs", str(keys.srs), "--logrows", str(keys.logrows), "--out", str(dest)]  # fmt: skip
-    env = dict(os.environ)
-    env.setdefault("RUST_LOG", "error")
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, env=env, timeout=EVM_GENERATE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise AggregationError(f"create_evm_verifier_aggr took over {EVM_GENERATE_TIMEOUT_S}s") from exc
-    if proc.returncode != 0 or not dest.is_file():
-        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-5:]
-        raise AggregationError(f"create_evm_verifier_aggr failed (exit {proc.returncode}): {' | '.join(tail)}")
+    args = ["--vk", str(keys.vk), "--settings", str(settings), "--srs", str(keys.srs), "--logrows", str(keys.logrows),
+            "--out", str(dest)]  # fmt: skip
+    _ezkl.run_child("dsperse.aggregation._gen_verifier", args, AggregationError, "create_evm_verifier_aggr",
+                    EVM_GENERATE_TIMEOUT_S, dest)  # fmt: skip
     return dest
 
 

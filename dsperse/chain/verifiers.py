@@ -8,13 +8,10 @@ each slice's verifier is generated once per key.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import storage
+from .. import _ezkl, storage
 from ..errors import ChainError, ToolchainError
 from .toolchain import EIP170_LIMIT, CompiledContract, compile_solidity, ensure_ezkl_solc
 
@@ -53,19 +50,9 @@ def verifier_source(vk: Path, settings: Path, srs: Path, *, cache: Path | str | 
         return key, out
     ensure_ezkl_solc()
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "dsperse.chain._gen_verifier", "--vk", str(vk), "--settings", str(settings),
-           "--srs", str(srs), "--out", str(out)]  # fmt: skip
-    env = dict(os.environ)
-    env.setdefault("RUST_LOG", "error")
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, env=env, timeout=GENERATE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise ChainError(f"EZKL create_evm_verifier took over {GENERATE_TIMEOUT_S}s for {vk}") from exc
-    if proc.returncode != 0 or not out.is_file():
-        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-5:]
-        raise ChainError(f"EZKL create_evm_verifier failed for {vk} (exit {proc.returncode}): {' | '.join(tail)}")
+    args = ["--vk", str(vk), "--settings", str(settings), "--srs", str(srs), "--out", str(out)]
+    _ezkl.run_child("dsperse.chain._gen_verifier", args, ChainError, f"EZKL create_evm_verifier for {vk}",
+                    GENERATE_TIMEOUT_S, out)
     return key, out
 
 
