@@ -68,9 +68,10 @@ def books_balance():
     return check
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A real local Ray instance with 2 CPUs (reused if this process already has one; never `ray stop`)."""
+    """A real local Ray instance with 2 CPUs for one module (reused if this process already has one; never
+    `ray stop`). Module scope: later test modules may start their own differently-shaped cluster."""
     import ray
 
     started = False
