@@ -3,6 +3,7 @@
     python benchmarks/bench_aggregation.py --plan                 # instant: estimates per proof count and node size
     python benchmarks/bench_aggregation.py --mock 2               # mock_aggregate of a real 2-slice chain (k=22, ~7 GB)
     python benchmarks/bench_aggregation.py --real --gas           # setup + aggregate 1 proof at k=21 (~20 GB), EVM gas
+    python benchmarks/bench_aggregation.py --recursion            # is a tree of aggregates sound? (~1 h, ~20 GB)
 
 Each measured stage runs in its own child process, which reports its own peak RSS, so figures do not mix.
 A stage whose estimated peak (+2 GB) exceeds MemAvailable is skipped, not attempted: the machine is shared.
@@ -102,6 +103,12 @@ def _child_main(stage: str, args: dict) -> None:
         out.update(proofs=[str(p.path) for p in sorted(run.proofs, key=lambda p: p.slice_index)],
                    settings=str(circuits[0].settings), slice_prove_s=[p.seconds for p in run.proofs],
                    logrows=circuits[0].logrows, srs=str(srs.path))  # fmt: skip
+    elif stage == "leaf":
+        out.update(_leaf(Path(args["work"])))
+    elif stage == "aggr":
+        out.update(_aggr_step(args))
+    elif stage == "evm_roots":
+        out.update(_evm_roots(args))
     elif stage == "mock":
         from dsperse.aggregation import aggregate as A
 
@@ -127,6 +134,127 @@ def _child_main(stage: str, args: dict) -> None:
     print(json.dumps(out), flush=True)
     sys.stdout.flush()
     os._exit(0)
+
+
+# -- recursion: does a root over aggregates check the leaves? ------------------------------------------------
+
+
+def _leaf(work: Path) -> dict:
+    """The zoo MLP as one for-aggr slice on the k=21 SRS's secret, and a forged copy of its proof."""
+    import ezkl
+    import numpy as np
+
+    import dsperse
+    from dsperse import _ezkl, srs as srs_mod, zoo
+    from dsperse.aggregation import proofs as P
+    from dsperse.circuits import CircuitConfig
+    from dsperse.errors import ProofError
+
+    zoo.export("mlp", work / "mlp.onnx", 0)
+    plan = dsperse.slice(work / "mlp.onnx", work / "slices1", max_slices=1)
+    srs = srs_mod.dev_srs(21)
+    circuits = dsperse.compile(plan, srs=srs.path)  # cut to the slice's k with the same secret (srs_shrink)
+    x = np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
+    run = dsperse.prove(plan, x, work / "run1", circuits=circuits, config=CircuitConfig(proof_type="for-aggr"), progress=False)
+    c = circuits[0]
+    honest = run.proofs[0].path
+    forged = P.load(honest)
+    pb = list(forged["proof"])
+    pb[-32:] = pb[:32]  # replace the last G1 point: the file still parses, the proof is false
+    forged["proof"], forged["hex_proof"] = pb, "0x" + bytes(pb).hex()
+    bad = work / "leaf_forged.json"
+    bad.write_text(json.dumps(forged))
+    try:
+        ok = _ezkl.call("verify", ProofError, ezkl.verify, str(bad), str(c.settings), str(c.vk), str(c.srs))
+        forged_native = "accepted" if ok else "rejected"
+    except ProofError as exc:
+        forged_native = "rejected: " + str(exc)[-80:]
+    return {"leaf": str(honest), "forged": str(bad), "settings": str(c.settings), "srs": str(srs.path),
+            "slice_k": c.logrows, "slice_prove_s": run.proofs[0].seconds, "forged_native_verify": forged_native}  # fmt: skip
+
+
+def _aggr_step(args: dict) -> dict:
+    """setup (cached) + aggregate of one proof; ``stock`` strips the declared accumulator as EZKL 22.3 ships it."""
+    from dsperse.aggregation import aggregate as A, proofs as P
+
+    inputs = args["proofs"]
+    if args.get("stock"):
+        stripped = []
+        for p in inputs:
+            d = P.load(p)
+            d["protocol"]["accumulator_indices"] = []
+            q = Path(args["work"]) / f"stock_{Path(p).name}"
+            q.parent.mkdir(parents=True, exist_ok=True)
+            q.write_text(json.dumps(d))
+            stripped.append(str(q))
+        inputs = stripped
+    keys = A.setup(inputs, args["work"], logrows=21, srs=args["srs"], split_proofs=False)
+    p = A.aggregate(inputs, args["out"], keys, transcript=args["transcript"])
+    return {"setup_s": keys.seconds, "reused": keys.reused, "prove_s": p.seconds, "proof": str(p.path), "inputs": inputs}
+
+
+def _evm_roots(args: dict) -> dict:
+    """Deploy the root verifier for ``shape`` (an inner aggregate) and call verifyProof on each root."""
+    import dsperse.chain as C
+    from dsperse.aggregation import aggregate as A
+
+    keys = A.setup([args["shape"]], args["work"], logrows=21, srs=args["srs"], split_proofs=False)
+    sol = A.evm_verifier(keys, args["settings"], Path(args["work"]) / "RootVerifier.sol")
+    ver = next(iter(C.compile_solidity({"V.sol": sol}).values()))
+    res = {}
+    with C.local() as chain:
+        v = chain.contract(chain.deploy(ver, what="root verifier"), ver.abi)
+        for name, path in args["roots"].items():
+            pb, inst = A.evm_calldata(path)
+            try:
+                ok = v.functions.verifyProof(pb, inst).call()
+                res[name] = {"accepted": bool(ok), "gas": v.functions.verifyProof(pb, inst).estimate_gas()}
+            except Exception as exc:  # noqa: BLE001 - a revert is the verdict
+                res[name] = {"accepted": False, "revert": str(exc)[:120]}
+    return {"verdicts": res}
+
+
+def recursion(work: Path) -> dict:
+    """Leaf -> aggregate (Poseidon) -> root (EVM), for an honest and a forged leaf, stock EZKL vs dsperse."""
+    work.mkdir(parents=True, exist_ok=True)
+    steps: dict = {}
+
+    def step(name: str, stage: str, args: dict) -> dict:
+        r = child(stage, args)
+        steps[name] = r
+        secs = r.get("prove_s", r.get("seconds", 0))
+        print(f"  {name:<24} {secs:7.0f} s  peak {r.get('peak_rss', 0) / 1e9:5.1f} GB  {r.get('error', '')[-200:]}", flush=True)
+        if "error" in r:
+            raise SystemExit(f"recursion: step {name} failed")
+        return r
+
+    leaf = step("leaf", "leaf", {"work": str(work)})
+    common = {"srs": leaf["srs"]}
+    a = step("aggregate(leaf)", "aggr", {**common, "proofs": [leaf["leaf"]], "out": str(work / "A.json"),
+                                         "transcript": "poseidon", "work": str(work / "A")})  # fmt: skip
+    a_bad = step("aggregate(forged)", "aggr", {**common, "proofs": [leaf["forged"]], "out": str(work / "A_bad.json"),
+                                               "transcript": "poseidon", "work": str(work / "A")})  # fmt: skip
+    r_good = step("root(A)", "aggr", {**common, "proofs": [a["proof"]], "out": str(work / "R_good.json"),
+                                      "transcript": "evm", "work": str(work / "R")})  # fmt: skip
+    r_bad = step("root(A_bad)", "aggr", {**common, "proofs": [a_bad["proof"]], "out": str(work / "R_bad.json"),
+                                         "transcript": "evm", "work": str(work / "R")})  # fmt: skip
+    r_stock = step("stock root(A_bad)", "aggr", {**common, "proofs": [a_bad["proof"]], "out": str(work / "Rstock_bad.json"),
+                                                 "transcript": "evm", "work": str(work / "Rstock"), "stock": True})  # fmt: skip
+    ev = step("evm dsperse", "evm_roots", {**common, "shape": a["proof"], "settings": leaf["settings"], "work": str(work / "R"),
+                                           "roots": {"R_good": r_good["proof"], "R_bad": r_bad["proof"]}})  # fmt: skip
+    ev_stock = step("evm stock", "evm_roots", {**common, "shape": r_stock["inputs"][0], "settings": leaf["settings"],
+                                               "work": str(work / "Rstock"), "roots": {"Rstock_bad": r_stock["proof"]}})  # fmt: skip
+    verdicts = {**ev["verdicts"], **ev_stock["verdicts"]}
+    print(f"\nforged leaf alone, ezkl.verify: {leaf['forged_native_verify']}")
+    print("\n| root | inner aggregate | declared accumulator | EVM verifier | gas |")
+    print("|---|---|---|---|---|")
+    for name, inner, decl in (("R_good", "A (honest leaf)", "yes (dsperse)"), ("R_bad", "A_bad (forged leaf)", "yes (dsperse)"),
+                              ("Rstock_bad", "A_bad (forged leaf)", "no (stock EZKL 22.3)")):  # fmt: skip
+        v = verdicts[name]
+        print(f"| {name} | {inner} | {decl} | {'accepts' if v['accepted'] else 'rejects'} | {v.get('gas', '-')} |")
+    sound = verdicts["R_good"]["accepted"] and not verdicts["R_bad"]["accepted"]
+    print(f"\ndsperse tree sound on this test: {sound}; stock EZKL accepts the forged leaf: {verdicts['Rstock_bad']['accepted']}")
+    return {"steps": steps, "verdicts": verdicts, "sound": sound}
 
 
 def gas(agg: dict, chain_info: dict, work: Path) -> dict:
@@ -158,13 +286,15 @@ def main() -> None:
     ap.add_argument("--mock", type=int, nargs="*", default=[], help="mock_aggregate real chains of these slice counts")
     ap.add_argument("--real", action="store_true", help="setup + aggregate one proof at k=21 (needs ~22 GB free)")
     ap.add_argument("--gas", action="store_true", help="with --real: gas of the aggregated receipt on anvil")
+    ap.add_argument("--recursion", action="store_true",
+                    help="aggregate an aggregate of an honest and of a forged leaf, stock EZKL vs dsperse; EVM verdicts")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "aggregation")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "aggregation.json")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     report: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"machine: {report['machine']}")
-    if a.plan or not (a.mock or a.real):
+    if a.plan or not (a.mock or a.real or a.recursion):
         report["plan"] = plan_table()
     report["mock"] = []
     for n in a.mock:
@@ -196,6 +326,12 @@ def main() -> None:
             if a.gas and "proof" in prove:
                 report["gas"] = gas(prove, ch, a.work / "gas")
                 print(f"gas: {report['gas']}")
+    if a.recursion:
+        need = pl.estimate(1).peak_bytes
+        if mem_available() < need + 2e9:
+            print(f"recursion: skipped, needs ~{need / 1e9:.0f}+2 GB, {mem_available() / 1e9:.1f} GB available")
+        else:
+            report["recursion"] = recursion(a.work / "recursion")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {a.out}")

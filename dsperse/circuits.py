@@ -18,7 +18,7 @@ import ezkl
 import numpy as np
 from filelock import FileLock
 
-from . import _ezkl, srs as srs_mod, storage
+from . import _ezkl, srs as srs_mod, srs_shrink, storage
 from .artifacts import Circuit, SlicePlan
 from .errors import CircuitError
 from .slicing import reference_outputs
@@ -114,7 +114,8 @@ def compile_plan(
                 break
             logrows = need
 
-    the_srs = srs_mod.resolve(logrows, srs, cache_root)
+    # a larger SRS (the aggregator's, a ceremony's) is cut to this k once: same secret, no per-call shrink
+    the_srs = srs_shrink.for_circuits(srs_mod.resolve(logrows, srs, cache_root), logrows, cache_root)
     circuits = []
     for i, (s, st) in enumerate(zip(plan.slices, settings)):
         c = _build(i, s.path, st, the_srs, cache_root)

@@ -22,6 +22,10 @@ typical flow:
   dsperse verify runs/job1 --job-id job1 --reference
   dsperse submit runs/job1 --rpc http://127.0.0.1:8545   # put the receipt on an EVM chain
 
+  dsperse aggregate-plan model.slices               # memory/time of ONE aggregated proof, before any work
+  dsperse prove model.slices --input input.json -w runs/job2 --aggregate
+  dsperse submit runs/job2 --aggregated --rpc http://127.0.0.1:8545
+
   dsperse demo                                      # all of the above on a bundled model and a local chain
 
 SRS: without --srs a DEVELOPMENT SRS is generated once per size into the cache (~/.cache/dsperse or
@@ -67,10 +71,35 @@ def cmd_compile(a: argparse.Namespace) -> int:
 def cmd_prove(a: argparse.Namespace) -> int:
     from . import prove
 
-    result = prove(a.plan, a.input, a.workdir, srs=a.srs, cache=a.cache, config=_config(a), job_id=a.job_id, cluster=a.cluster)
+    memory = a.aggregator_memory * 1e9 if a.aggregator_memory else None
+    result = prove(a.plan, a.input, a.workdir, srs=a.srs, cache=a.cache, config=_config(a), job_id=a.job_id, cluster=a.cluster,
+                   aggregate=a.aggregate, aggregator_memory_bytes=memory)  # fmt: skip
     for run in result if isinstance(result, list) else [result]:
-        print(json.dumps({"workdir": str(run.workdir), "output": run.output, "model_id": run.receipt.model_id,
-                          "input_hash": run.receipt.input_hash, "job_id": run.receipt.job_id}))
+        out = {"workdir": str(run.workdir), "output": run.output, "model_id": run.receipt.model_id,
+               "input_hash": run.receipt.input_hash, "job_id": run.receipt.job_id}  # fmt: skip
+        if run.aggregate:
+            out["aggregate"] = run.aggregate["proof"]
+        print(json.dumps(out))
+    return 0
+
+
+def cmd_aggregate_plan(a: argparse.Namespace) -> int:
+    from . import aggregation
+    from .artifacts import SlicePlan
+
+    n = int(a.what) if a.what.isdigit() else len(SlicePlan.load(a.what).slices)
+    if a.memory:
+        the_plan = aggregation.plan(n, a.memory * 1e9)
+    elif a.cluster:
+        from .distributed.cluster import connect
+
+        with connect(a.cluster):
+            the_plan = aggregation.plan_for_cluster(n)
+    else:
+        import os
+
+        the_plan = aggregation.plan(n, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    print(the_plan.describe())
     return 0
 
 
@@ -135,8 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("-w", "--workdir", type=Path, help="run directory (default: next to the plan)")
     pr.add_argument("--job-id", help="bind the receipt to this job id")
     pr.add_argument("--cluster", help="prove on Ray: 'auto' (running cluster or a new local one) or an address")
+    pr.add_argument("--aggregate", action="store_true", help="fold the slice proofs into ONE proof (k>=21, ~20 GB per "
+                    "step; plans first and refuses if no node fits: see `dsperse aggregate-plan`)")
+    pr.add_argument("--aggregator-memory", type=float, metavar="GB",
+                    help="with --aggregate: memory of the aggregation node (default: the Ray cluster's, else this machine's)")
     circuit_flags(pr)
     pr.set_defaults(fn=cmd_prove)
+
+    ap = sub.add_parser("aggregate-plan", help="what aggregating a plan would cost, before any work",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, description=
+                        "Print the aggregation tree, k per step, peak memory and time from measured EZKL 22.3 figures "
+                        "(extrapolations are marked), or the reason no node can hold it.",
+                        epilog="examples:\n  dsperse aggregate-plan model.slices            # this machine\n"
+                        "  dsperse aggregate-plan 8 --memory 256           # 8 slice proofs on 256 GB nodes\n"
+                        "  dsperse aggregate-plan model.slices --cluster auto  # the Ray cluster's aggregator nodes")
+    ap.add_argument("what", metavar="PLAN_DIR|N", help="slice directory (holding plan.json) or a number of slice proofs")
+    ap.add_argument("--memory", type=float, metavar="GB", help="memory of the largest aggregation node")
+    ap.add_argument("--cluster", help="read node memory from this Ray cluster ('auto' or an address)")
+    ap.set_defaults(fn=cmd_aggregate_plan)
 
     v = sub.add_parser("verify", help="verify a run: slice proofs, links, receipt", description=
                        "Verify every slice proof, every link (slice i output commitment == slice i+1 input commitment) "

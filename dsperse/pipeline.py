@@ -185,7 +185,12 @@ def _aggregate_run(run: Run, agg_plan, srs: Path, cache) -> Run:
 
     proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
     result = aggregation.aggregate_proofs(proofs, run.workdir / "aggregate", agg_plan, srs=srs, cache=cache)
-    run.aggregate = {"proof": str(result.proof_path), "root": result.root, "plan": agg_plan.describe()}
+    run.aggregate = {
+        "proof": str(result.proof_path),
+        "root": result.root,
+        "levels": [[list(node.inputs) for node in lvl] for lvl in agg_plan.levels],  # the receipt layout needs the tree
+        "plan": agg_plan.describe(),
+    }
     run.save()
     return run
 

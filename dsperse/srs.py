@@ -80,8 +80,6 @@ def resolve(logrows: int, srs: Path | str | None = None, cache: Path | str | Non
     k = srs_logrows(path)
     if k < logrows:
         raise SRSError(f"{path} has k={k} but the circuits need k={logrows}; use a larger SRS")
-    if k > logrows:
-        log.info("SRS %s has k=%d > %d: EZKL shrinks it on every call, which costs time", path, k, logrows)
     return SRS(path=path, logrows=k, dev=False)
 
 

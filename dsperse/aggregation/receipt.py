@@ -1,5 +1,12 @@
 """Bind an aggregated proof to the job's input and output on chain (AggregatedReceipt.sol).
 
+For a run made with ``dsperse.prove(..., aggregate=True)``::
+
+    chain = dsperse.chain.local()                      # or ReceiptChain(rpc_url, private_key)
+    verifier, receipts = deploy_for_run(chain, run)    # once per model
+    submit_run(chain, receipts, run, job_id="job-1")   # one transaction; reverts unless proof, x and y agree
+    read(chain, receipts, "job-1")["outputs"]
+
 The aggregate's public instances are ``[16 accumulator limbs | inner instances...]`` (recursively for a
 tree). :class:`ReceiptLayout` says where the model input and output are in that vector and which
 instance pairs must be equal (hashed boundaries between level-0 groups), and is checked against the
@@ -13,6 +20,8 @@ from typing import Any, Sequence
 
 from eth_utils import keccak
 
+from .. import storage
+from ..artifacts import Run
 from ..errors import AggregationError
 from . import proofs as P
 from .planning import ACCUMULATOR_LIMBS
@@ -177,11 +186,78 @@ def submit(chain: Any, receipt_addr: str, job_id: bytes, proof: bytes, instances
     return chain.transact(fn, "submitting an aggregated receipt")
 
 
-def read(chain: Any, receipt_addr: str, job_id: bytes) -> dict[str, Any]:
+def read(chain: Any, receipt_addr: str, job_id: str | bytes) -> dict[str, Any]:
+    from ..chain.client import job_id_bytes
+
     c = chain.contract(receipt_addr, contract().abi)
-    ih, oh, outs, prover, block = c.functions.getReceipt(job_id).call()
+    ih, oh, outs, prover, block = c.functions.getReceipt(job_id_bytes(job_id)).call()
     return {"input_hash": ih, "output_hash": oh, "outputs": list(outs), "prover": prover, "block": block}
 
 
 def slice_instances(paths: Sequence[Path | str]) -> list[list[int]]:
     return [P.instances(P.load(p)) for p in paths]
+
+
+# -- a whole aggregated run -------------------------------------------------------------------------------
+
+
+def _aggregate_of(run: Run) -> dict:
+    if not run.aggregate:
+        raise AggregationError(f"{run.workdir}: this run has no aggregate; prove it with aggregate=True")
+    return run.aggregate
+
+
+def run_layout(run: Run) -> ReceiptLayout:
+    """The receipt layout of an aggregated run, checked against its own slice proofs."""
+    levels = _aggregate_of(run).get("levels")
+    if not levels:
+        raise AggregationError(f"{run.workdir}: the aggregate record has no tree ('levels'); re-run the aggregation")
+    proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
+    circuits = sorted(run.circuits, key=lambda c: c.slice_index)
+    ios = [slice_io(P.load(p), storage.read_json(Path(c.settings))) for p, c in zip(proofs, circuits)]
+    return layout(ios, levels, slice_instances(proofs))
+
+
+def run_keys(run: Run):
+    """The root step's aggregation keys (for its Solidity verifier)."""
+    from .aggregate import AggregationKeys
+
+    k = dict(_aggregate_of(run)["root"]["keys"])
+    for name in ("vk", "pk", "srs"):
+        k[name] = Path(k[name])
+    return AggregationKeys(**k)
+
+
+def felts_hash(felts: Sequence[str]) -> bytes:
+    """keccak256 of field elements (EZKL's hex felts) as the contract hashes the input: what a requester pins."""
+    from ..chain.client import felt_to_uint
+
+    return keccak(b"".join(felt_to_uint(f).to_bytes(32, "big") for f in felts))
+
+
+def deploy_for_run(chain: Any, run: Run, verifier_dir: Path | str | None = None) -> tuple[str, str]:
+    """The (verifier, receipt contract) of this run's model and aggregation keys: found in the chain's
+    deployments file when already deployed (same code), else generated and deployed once and recorded."""
+    from .aggregate import evm_verifier
+
+    keys = run_keys(run)
+    name = f"{run.receipt.model_id}:{keys.key_id}"
+    rec = chain.deployments.get(chain.chain_id, "aggregated-receipt", name)
+    if rec and chain.codehash(rec["address"]) == rec["codehash"] and chain.codehash(rec["verifier"]) == rec["verifier_codehash"]:
+        return rec["verifier"], rec["address"]
+    out = Path(verifier_dir) if verifier_dir is not None else run.workdir / "aggregate"
+    sol = evm_verifier(keys, sorted(run.circuits, key=lambda c: c.slice_index)[0].settings, out / "AggregateVerifier.sol")
+    v, r = deploy(chain, sol, run_layout(run), bytes.fromhex(run.receipt.model_id))
+    chain.deployments.put(chain.chain_id, "aggregated-receipt", name, r, chain.codehash(r), verifier=v,
+                          verifier_codehash=chain.codehash(v))  # fmt: skip
+    return v, r
+
+
+def submit_run(chain: Any, receipt_addr: str, run: Run, job_id: str | bytes | None = None) -> Any:
+    """Submit the run's aggregate with the job's input pinned (the run's own quantized input)."""
+    from ..chain.client import default_job_id, job_id_bytes
+    from .aggregate import evm_calldata
+
+    pb, inst = evm_calldata(_aggregate_of(run)["proof"])
+    jid = job_id_bytes(job_id if job_id is not None else default_job_id(run))
+    return submit(chain, receipt_addr, jid, pb, inst, expected_input_hash=felts_hash(run.receipt.input_felts))

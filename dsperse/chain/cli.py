@@ -40,6 +40,8 @@ def cmd_submit(a: argparse.Namespace) -> int:
     from .client import PENDING_FILE
 
     client = _client(a)
+    if a.aggregated:
+        return _submit_aggregated(a, client)
     pending = (a.run / PENDING_FILE).is_file()
     if pending and a.job_id is None:
         result = client.submit_pending(a.run)
@@ -48,6 +50,23 @@ def cmd_submit(a: argparse.Namespace) -> int:
     how = "already on chain from an earlier attempt" if result.tx_hash is None else f"tx {result.tx_hash}, gas {result.gas_used:,}"
     _print(a, dataclasses.asdict(result), f"receipt for job {result.job_id} stored in block {result.block} ({how}); "
            f"registry {result.registry} on chain {result.chain_id}")
+    return 0
+
+
+def _submit_aggregated(a: argparse.Namespace, client) -> int:
+    from ..aggregation import receipt as R
+    from ..artifacts import Run
+    from .client import default_job_id
+
+    run = Run.load(a.run)
+    verifier, contract = R.deploy_for_run(client, run)
+    job = a.job_id if a.job_id is not None else default_job_id(run)
+    tx = R.submit_run(client, contract, run, job_id=job)
+    got = R.read(client, contract, job)
+    _print(a, {"job_id": job, "receipt_contract": contract, "verifier": verifier, "tx_hash": tx["transactionHash"].hex(),
+               "gas_used": tx["gasUsed"], "block": got["block"], "outputs": got["outputs"]},
+           f"aggregated receipt for job {job} stored in block {got['block']} (tx gas {tx['gasUsed']:,}); "
+           f"receipt contract {contract}, verifier {verifier}")  # fmt: skip
     return 0
 
 
@@ -85,6 +104,8 @@ def add_subcommands(subparsers) -> None:
     s.add_argument("--job-id", help="job id (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
                    "Default: the run's job id, else one derived from its proofs")
     s.add_argument("--no-register", action="store_true", help="fail instead of registering an unknown model")
+    s.add_argument("--aggregated", action="store_true", help="submit the run's ONE aggregated proof (prove --aggregate) to "
+                   "an AggregatedReceipt contract, deployed with its verifier on first use; pins the run's input")
     _chain_flags(s)
     s.set_defaults(fn=cmd_submit)
 

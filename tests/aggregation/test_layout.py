@@ -86,3 +86,17 @@ def test_nodes_from_ray_reads_alive_nodes():
     raw = [{"NodeID": "x", "Alive": True, "Resources": {"memory": 5e9, "aggregator": 1.0}},
            {"NodeID": "y", "Alive": False, "Resources": {"memory": 9e9}}]
     assert RT.nodes_from_ray(raw) == [RT.NodeMemory("x", 5e9, True)]
+
+
+def test_a_run_without_aggregate_is_refused(mlp_run):
+    with pytest.raises(AggregationError, match="no aggregate"):
+        R.run_layout(mlp_run)
+    with pytest.raises(AggregationError, match="no aggregate"):
+        R.run_keys(mlp_run)
+
+
+def test_felts_hash_matches_the_contracts_input_hash():
+    # the requester pins keccak(abi.encodePacked(uint256[] x)); x as EZKL little-endian hex felts
+    felts = [(5).to_bytes(32, "little").hex(), (7).to_bytes(32, "little").hex()]
+    lay = R.ReceiptLayout(20, 16, 2, 18, 2, ())
+    assert R.felts_hash(felts) == R.input_hash([0] * 16 + [5, 7, 1, 1], lay)

@@ -100,10 +100,10 @@ def test_mock_aggregate_rejects_a_broken_link(proof_paths, tampered_slice1, tmp_
         A.mock([proof_paths[0], tampered_slice1], tmp_path, logrows=22, split_proofs=True)
 
 
-def test_derived_small_srs_has_the_same_secret(mlp_circuits, tmp_path):
+def test_derived_small_srs_has_the_same_secret(mlp_plan, mlp_circuits, mlp_input, tmp_path):
     """A k=15 SRS derived from a k=16 one gives the slice a byte-identical verifying key (same secret)."""
     from dsperse import srs as srs_mod, storage
-    from dsperse.aggregation import srs_shrink
+    from dsperse import srs_shrink
     from dsperse.errors import CircuitError, SRSError
 
     try:
@@ -120,3 +120,9 @@ def test_derived_small_srs_has_the_same_secret(mlp_circuits, tmp_path):
         _ezkl.call("setup", CircuitError, ezkl.setup, str(c.compiled), str(vk), str(pk), str(s))
         vks.append(storage.sha256_file(vk))
     assert vks[0] == vks[1]
+    # dsperse.compile does this cut by itself when given a larger SRS: same keys, no per-call shrink later
+    import dsperse
+
+    auto = dsperse.compile(mlp_plan, srs=big.path, cache=tmp_path, calibration_input=mlp_input)
+    assert auto[0].logrows == 15 and auto[0].srs == small.path
+    assert storage.sha256_file(auto[0].vk) == vks[0]

@@ -1,6 +1,6 @@
-"""Derive a small SRS from a large one with the SAME secret, so slices skip EZKL's per-call shrink.
+"""Derive a small SRS from a large one with the SAME secret, so circuits skip EZKL's per-call shrink.
 
-Aggregated slices must use the aggregator's SRS (k >= 21). EZKL accepts it for k=15 circuits but re-reads and
+Aggregated slices must use the aggregator's SRS (k >= 21), and a ceremony file is usually larger than a slice. EZKL accepts it for k=15 circuits but re-reads and
 shrinks it on every call: measured here, a k=15 slice took 147 s to prove and 82 s to verify with the k=21 file
 (vs 0.06 s verify with the derived file). The k-row SRS of the same secret is
 the first 2^k monomial points plus their Lagrange form, an inverse FFT over G1 that halo2's own ``downsize``
@@ -10,6 +10,7 @@ file, and proofs made with either verify with either.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import subprocess
@@ -18,9 +19,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .. import storage
-from ..errors import SRSError
-from ..srs import SRS, cache_dir
+from . import storage
+from .errors import SRSError
+from .srs import SRS, cache_dir
 
 FR = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 ROOT_OF_UNITY_2_28 = 0x03DDB9F5166D18B798865EA93DD31F743215CF6DD39329C8D34F1ED960C37C9C
@@ -28,10 +29,11 @@ ROOT_OF_UNITY_2_28 = 0x03DDB9F5166D18B798865EA93DD31F743215CF6DD39329C8D34F1ED96
 G1_RAW = 64
 G2_RAW = 128
 SCRIPT = Path(__file__).with_name("srs_ifft.cjs")
+log = logging.getLogger(__name__)
 
 
 def _node_path() -> str:
-    from ..chain.toolchain import _node_modules_dirs
+    from .chain.toolchain import _node_modules_dirs
 
     for d in _node_modules_dirs():
         if (d / "ffjavascript").is_dir():
@@ -41,19 +43,31 @@ def _node_path() -> str:
 
 
 def shrink(src: SRS | Path | str, logrows: int, cache: Path | str | None = None) -> SRS:
-    """The ``logrows`` SRS with ``src``'s secret (cached under <cache>/aggregation/srs/)."""
+    """The ``logrows`` SRS with ``src``'s secret (cached under <cache>/srs/derived/)."""
     src_srs = src if isinstance(src, SRS) else SRS(Path(src), _read_k(Path(src)), dev=False)
     if logrows > src_srs.logrows:
         raise SRSError(f"cannot derive k={logrows} from an SRS with k={src_srs.logrows}")
     if logrows == src_srs.logrows:
         return src_srs
-    dest = cache_dir(cache) / "aggregation" / "srs" / f"{src_srs.id[:24]}-k{logrows}.srs"
+    dest = cache_dir(cache) / "srs" / "derived" / f"{src_srs.id[:24]}-k{logrows}.srs"
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
         if not dest.exists():
             with storage.atomic_path(dest) as tmp:
                 _derive(src_srs.path, logrows, tmp)
     return SRS(dest, logrows, src_srs.dev)
+
+
+def for_circuits(src: SRS, logrows: int, cache: Path | str | None = None) -> SRS:
+    """``src`` cut down to ``logrows`` when it is larger; ``src`` itself (and a warning) when that is not possible."""
+    if src.logrows <= logrows:
+        return src
+    try:
+        return shrink(src, logrows, cache)
+    except SRSError as exc:
+        log.warning("using the k=%d SRS for k=%d circuits: EZKL will shrink it on every call (slow). %s",
+                    src.logrows, logrows, exc)  # fmt: skip
+        return src
 
 
 def _read_k(path: Path) -> int:
