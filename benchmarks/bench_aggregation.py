@@ -170,7 +170,8 @@ def _leaf(work: Path) -> dict:
     except ProofError as exc:
         forged_native = "rejected: " + str(exc)[-80:]
     return {"leaf": str(honest), "forged": str(bad), "settings": str(c.settings), "srs": str(srs.path),
-            "slice_k": c.logrows, "slice_prove_s": run.proofs[0].seconds, "forged_native_verify": forged_native}  # fmt: skip
+            "slice_k": c.logrows, "slice_prove_s": run.proofs[0].seconds, "forged_native_verify": forged_native,
+            "plan": str(plan.root)}  # fmt: skip
 
 
 def _aggr_step(args: dict) -> dict:
@@ -211,7 +212,30 @@ def _evm_roots(args: dict) -> dict:
                 res[name] = {"accepted": bool(ok), "gas": v.functions.verifyProof(pb, inst).estimate_gas()}
             except Exception as exc:  # noqa: BLE001 - a revert is the verdict
                 res[name] = {"accepted": False, "revert": str(exc)[:120]}
+        if "receipt_root" in args:
+            res["receipt_gas"] = _receipt_gas(chain, sol, args)
     return {"verdicts": res}
+
+
+def _receipt_gas(chain, root_sol: Path, args: dict) -> dict:
+    """Gas for the same model and input: the AggregatedReceipt over the 2-level root vs the linked receipt."""
+    import numpy as np
+
+    import dsperse
+    from dsperse.aggregation import aggregate as A, proofs as P, receipt as R
+
+    io = R.slice_io(P.load(args["leaf"]), json.loads(Path(args["settings"]).read_text()))
+    lay = R.layout([io], [[[0]], [[0]]], R.slice_instances([args["leaf"]]))
+    _, r = R.deploy(chain, root_sol, lay, b"\x00" * 31 + b"\x01")
+    pb, inst = A.evm_calldata(args["receipt_root"])
+    agg_gas = R.submit(chain, r, b"\x01" * 32, pb, inst, expected_input_hash=R.input_hash(inst, lay))["gasUsed"]
+    # the linked receipt of the issue-4 path: the same slice, EVM-transcript proof, ProofOfInference
+    x = np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
+    plan = dsperse.SlicePlan.load(args["plan"])
+    run = dsperse.prove(plan, x, Path(args["work"]) / "linked-run", srs=args["srs"], progress=False)
+    chain.register_model(run)
+    linked_gas = chain.submit(run, job_id="linked").gas_used
+    return {"aggregated_receipt": agg_gas, "linked_receipt": linked_gas, "slices": 1}
 
 
 def recursion(work: Path) -> dict:
@@ -241,10 +265,12 @@ def recursion(work: Path) -> dict:
     r_stock = step("stock root(A_bad)", "aggr", {**common, "proofs": [a_bad["proof"]], "out": str(work / "Rstock_bad.json"),
                                                  "transcript": "evm", "work": str(work / "Rstock"), "stock": True})  # fmt: skip
     ev = step("evm dsperse", "evm_roots", {**common, "shape": a["proof"], "settings": leaf["settings"], "work": str(work / "R"),
-                                           "roots": {"R_good": r_good["proof"], "R_bad": r_bad["proof"]}})  # fmt: skip
+                                           "roots": {"R_good": r_good["proof"], "R_bad": r_bad["proof"]},
+                                           "receipt_root": r_good["proof"], "leaf": leaf["leaf"], "plan": leaf["plan"]})  # fmt: skip
     ev_stock = step("evm stock", "evm_roots", {**common, "shape": r_stock["inputs"][0], "settings": leaf["settings"],
                                                "work": str(work / "Rstock"), "roots": {"Rstock_bad": r_stock["proof"]}})  # fmt: skip
     verdicts = {**ev["verdicts"], **ev_stock["verdicts"]}
+    gas = verdicts.pop("receipt_gas")
     print(f"\nforged leaf alone, ezkl.verify: {leaf['forged_native_verify']}")
     print("\n| root | inner aggregate | declared accumulator | EVM verifier | gas |")
     print("|---|---|---|---|---|")
@@ -254,7 +280,8 @@ def recursion(work: Path) -> dict:
         print(f"| {name} | {inner} | {decl} | {'accepts' if v['accepted'] else 'rejects'} | {v.get('gas', '-')} |")
     sound = verdicts["R_good"]["accepted"] and not verdicts["R_bad"]["accepted"]
     print(f"\ndsperse tree sound on this test: {sound}; stock EZKL accepts the forged leaf: {verdicts['Rstock_bad']['accepted']}")
-    return {"steps": steps, "verdicts": verdicts, "sound": sound}
+    print(f"receipt gas, same model and input: aggregated {gas['aggregated_receipt']:,} vs linked {gas['linked_receipt']:,} (1 slice)")
+    return {"steps": steps, "verdicts": verdicts, "sound": sound, "receipt_gas": gas}
 
 
 def gas(agg: dict, chain_info: dict, work: Path) -> dict:

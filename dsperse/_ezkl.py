@@ -88,6 +88,20 @@ def run_child(module: str, args: list[str], error: type[DsperseError], what: str
         raise error(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
 
 
+def child_exit(work: Callable[[], Any]) -> None:
+    """The child's half of :func:`run_child`: run ``work`` and leave with ``os._exit`` (1 with the error on stderr).
+
+    Skipping interpreter finalization is the point: EZKL's async runtime aborts it (exit 134).
+    """
+    try:
+        work()
+    except BaseException as exc:  # noqa: BLE001 - report and leave without running EZKL's finalizers
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     msg = text[-1] if text else type(exc).__name__

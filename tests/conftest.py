@@ -15,6 +15,15 @@ from dsperse import srs as srs_mod, zoo
 
 
 @pytest.fixture(scope="session")
+def toolchain() -> None:
+    """Skip (with the reason) when anvil/cast/solc-js are not installed; .ci/run installs them."""
+    from dsperse.chain.toolchain import missing_reason
+
+    if (why := missing_reason()) is not None:
+        pytest.skip(f"EVM toolchain not installed ({why})")
+
+
+@pytest.fixture(scope="session")
 def cache_dir() -> Path:
     return srs_mod.cache_dir()
 

@@ -6,8 +6,6 @@ aborts (exit 134) while finalizing after EZKL's async calls.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 
@@ -31,13 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--logrows", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    try:
-        _generate(a.vk, a.settings, a.srs, a.logrows, a.out)
-    except BaseException as exc:  # noqa: BLE001 - report and leave without running EZKL's finalizers
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        os._exit(1)
-    sys.stdout.flush()
-    os._exit(0)
+    from dsperse._ezkl import child_exit
+
+    child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.logrows, a.out))
 
 
 if __name__ == "__main__":

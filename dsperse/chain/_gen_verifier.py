@@ -8,8 +8,6 @@ package ``__init__`` so ``-m`` does not import it twice.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 
@@ -37,13 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reusable", action="store_true", help="EZKL's experimental reusable verifier (benchmarks only)")
     p.add_argument("--vka", type=Path, help="also write the verifying-key artifact for the reusable verifier here")
     a = p.parse_args(argv)
-    try:
-        _generate(a.vk, a.settings, a.srs, a.out, a.reusable, a.vka)
-    except BaseException as exc:  # noqa: BLE001 - report and leave without running EZKL's finalizers
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        os._exit(1)
-    sys.stdout.flush()
-    os._exit(0)  # skip interpreter finalization: EZKL's async runtime aborts it (exit 134)
+    from dsperse._ezkl import child_exit
+
+    child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.out, a.reusable, a.vka))
 
 
 if __name__ == "__main__":

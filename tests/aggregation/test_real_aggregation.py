@@ -22,14 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.bigmem(20)]
 
 
 @pytest.fixture(scope="module")
-def toolchain():
-    from dsperse.chain.toolchain import missing_reason
-
-    if (why := missing_reason()) is not None:
-        pytest.skip(why)
-
-
-@pytest.fixture(scope="module")
 def aggregated_run(zoo_model, mlp_input, tmp_path_factory) -> dsperse.Run:
     plan = dsperse.slice(zoo_model("mlp"), tmp_path_factory.mktemp("one-slice"), max_slices=1)
     return dsperse.prove(plan, mlp_input, tmp_path_factory.mktemp("aggr-run"), aggregate=True, job_id="aggr-job", progress=False)

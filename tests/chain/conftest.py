@@ -7,20 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from dsperse.chain.toolchain import missing_reason
-
-
-def require_toolchain() -> None:
-    why = missing_reason()
-    if why:
-        pytest.skip(f"EVM toolchain not installed ({why})")
-
-
-@pytest.fixture(scope="session")
-def toolchain():
-    """Skip (with the reason) when anvil/cast/solc-js are not installed; .ci/run installs them."""
-    require_toolchain()
-
 
 @pytest.fixture(scope="session")
 def deployments_file(tmp_path_factory):

@@ -7,26 +7,18 @@ from __future__ import annotations
 import pytest
 from web3 import Web3
 
-from dsperse.chain.toolchain import missing_reason
 from dsperse.sampling.market import Market, MarketConfig, compile_market
-
-def _require_toolchain() -> None:
-    why = missing_reason()
-    if why:
-        pytest.skip(f"EVM toolchain missing: {why}")
 
 
 @pytest.fixture(scope="session")
-def market_artifact():
+def market_artifact(toolchain):
     """(abi, bytecode) of PoSPMarket, compiled once (solc-js results are cached on disk too)."""
-    _require_toolchain()
     return compile_market()
 
 
 @pytest.fixture(scope="module")
-def chain():
+def chain(toolchain):
     """A fresh anvil for this test module (10 dev accounts with 10,000 ETH each)."""
-    _require_toolchain()
     from dsperse.chain.anvil import LocalChain
 
     with LocalChain() as ch:
