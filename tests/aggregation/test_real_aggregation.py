@@ -1,9 +1,9 @@
 """A real aggregated proof on a real EVM, through the SDK: ``dsperse.prove(..., aggregate=True)``, a deployed
 aggregated verifier, and a receipt transaction bound to the job's input and output.
 
-Needs ~20 GB of free memory (aggregation prove peak at k=21) and ~20 min (setup ~5, prove ~6, and the keys of a
-second model ~5; keys are cached under the dsperse cache, so a second run skips setup). Skipped unless DSPERSE_BIGMEM=1 and that memory is
-available. The model is the zoo MLP as ONE slice: a 2-slice chain needs k=22, ~40 GB (docs/aggregation.md).
+Needs ~20 GB of free memory (aggregation prove peak at k=21) and ~20 min (setup ~5, prove ~7, and the keys of a
+second model ~5; keys are cached under the dsperse cache, so a second run takes ~8 min). Skipped unless
+DSPERSE_BIGMEM=1 and that memory is available. The model is the zoo MLP as ONE slice: a 2-slice chain needs k=22, ~40 GB (docs/aggregation.md).
 """
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import pytest
 import dsperse
 from dsperse import srs as srs_mod
 from dsperse.aggregation import aggregate as A, receipt as R
+from dsperse.aggregation.proofs import load as load_proof
 from dsperse.chain.client import felt_to_uint, signed
 from dsperse.circuits import CircuitConfig
 from dsperse.errors import TransactionRevertedError
 from dsperse.proving import quantize_input
+from dsperse.storage import read_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.bigmem(20)]
 
@@ -51,7 +53,7 @@ def other_model_receipt(deployed, zoo_model, mlp_input, tmp_path_factory) -> str
                         progress=False)  # fmt: skip
     keys = A.setup([run.proofs[0].path], work / "keys", logrows=21, srs=srs, split_proofs=False)
     sol = A.evm_verifier(keys, run.circuits[0].settings, work / "OtherVerifier.sol")
-    io = R.slice_io(R.P.load(run.proofs[0].path), R.storage.read_json(run.circuits[0].settings))
+    io = R.slice_io(load_proof(run.proofs[0].path), read_json(run.circuits[0].settings))
     _, r = R.deploy(chain, sol, R.layout([io], [[[0]]]), bytes.fromhex(run.receipt.model_id))
     return r
 
