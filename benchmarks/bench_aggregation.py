@@ -73,6 +73,27 @@ def plan_table() -> list[dict]:
 # -- measured stages (child processes) -------------------------------------------------------------
 
 
+def _seeded_input():
+    import numpy as np
+
+    return np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
+
+
+def _prove_mlp(work: Path, n: int):
+    """The zoo MLP in ``n`` slices, proven for aggregation on the k=21 dev SRS's secret: (plan, circuits, run, srs)."""
+    import dsperse
+    from dsperse import srs as srs_mod, zoo
+    from dsperse.circuits import CircuitConfig
+
+    zoo.export("mlp", work / "mlp.onnx", 0)
+    plan = dsperse.slice(work / "mlp.onnx", work / f"slices{n}", max_slices=n, strategy="layers")
+    srs = srs_mod.dev_srs(21)
+    circuits = dsperse.compile(plan, srs=srs.path)  # cut to the slices' k with the same secret (srs_shrink)
+    cfg = CircuitConfig(proof_type="for-aggr")
+    run = dsperse.prove(plan, _seeded_input(), work / f"run{n}", circuits=circuits, config=cfg, progress=False)
+    return plan, circuits, run, srs
+
+
 def child(stage: str, args: dict) -> dict:
     """Run ``stage`` in a child process; returns its JSON report (seconds, peak_rss)."""
     cmd = [sys.executable, __file__, "_child", stage, json.dumps(args)]
@@ -87,19 +108,7 @@ def _child_main(stage: str, args: dict) -> None:
     out: dict = {"stage": stage}
     t0 = time.time()
     if stage == "chain":
-        import numpy as np
-
-        import dsperse
-        from dsperse import srs as srs_mod, zoo
-        from dsperse.circuits import CircuitConfig
-
-        work = Path(args["work"])
-        zoo.export("mlp", work / "mlp.onnx", 0)
-        plan = dsperse.slice(work / "mlp.onnx", work / f"slices{args['n']}", max_slices=args["n"], strategy="layers")
-        srs = srs_mod.dev_srs(21)
-        circuits = dsperse.compile(plan, srs=srs.path)
-        x = np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
-        run = dsperse.prove(plan, x, work / f"run{args['n']}", circuits=circuits, config=CircuitConfig(proof_type="for-aggr"), progress=False)
+        plan, circuits, run, srs = _prove_mlp(Path(args["work"]), args["n"])
         out.update(proofs=[str(p.path) for p in sorted(run.proofs, key=lambda p: p.slice_index)],
                    settings=str(circuits[0].settings), slice_prove_s=[p.seconds for p in run.proofs],
                    logrows=circuits[0].logrows, srs=str(srs.path))  # fmt: skip
@@ -142,20 +151,12 @@ def _child_main(stage: str, args: dict) -> None:
 def _leaf(work: Path) -> dict:
     """The zoo MLP as one for-aggr slice on the k=21 SRS's secret, and a forged copy of its proof."""
     import ezkl
-    import numpy as np
 
-    import dsperse
-    from dsperse import _ezkl, srs as srs_mod, zoo
+    from dsperse import _ezkl
     from dsperse.aggregation import proofs as P
-    from dsperse.circuits import CircuitConfig
     from dsperse.errors import ProofError
 
-    zoo.export("mlp", work / "mlp.onnx", 0)
-    plan = dsperse.slice(work / "mlp.onnx", work / "slices1", max_slices=1)
-    srs = srs_mod.dev_srs(21)
-    circuits = dsperse.compile(plan, srs=srs.path)  # cut to the slice's k with the same secret (srs_shrink)
-    x = np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
-    run = dsperse.prove(plan, x, work / "run1", circuits=circuits, config=CircuitConfig(proof_type="for-aggr"), progress=False)
+    plan, circuits, run, srs = _prove_mlp(work, 1)
     c = circuits[0]
     honest = run.proofs[0].path
     forged = P.load(honest)
@@ -219,8 +220,6 @@ def _evm_roots(args: dict) -> dict:
 
 def _receipt_gas(chain, root_sol: Path, args: dict) -> dict:
     """Gas for the same model and input: the AggregatedReceipt over the 2-level root vs the linked receipt."""
-    import numpy as np
-
     import dsperse
     from dsperse.aggregation import aggregate as A, proofs as P, receipt as R
 
@@ -230,9 +229,8 @@ def _receipt_gas(chain, root_sol: Path, args: dict) -> dict:
     pb, inst = A.evm_calldata(args["receipt_root"])
     agg_gas = R.submit(chain, r, b"\x01" * 32, pb, inst, expected_input_hash=R.input_hash(inst, lay))["gasUsed"]
     # the linked receipt of the issue-4 path: the same slice, EVM-transcript proof, ProofOfInference
-    x = np.random.default_rng(42).standard_normal((1, 4)).astype(np.float32)
     plan = dsperse.SlicePlan.load(args["plan"])
-    run = dsperse.prove(plan, x, Path(args["work"]) / "linked-run", srs=args["srs"], progress=False)
+    run = dsperse.prove(plan, _seeded_input(), Path(args["work"]) / "linked-run", srs=args["srs"], progress=False)
     chain.register_model(run)
     linked_gas = chain.submit(run, job_id="linked").gas_used
     return {"aggregated_receipt": agg_gas, "linked_receipt": linked_gas, "slices": 1}

@@ -96,9 +96,7 @@ def cmd_aggregate_plan(a: argparse.Namespace) -> int:
         with connect(a.cluster):
             the_plan = aggregation.plan_for_cluster(n)
     else:
-        import os
-
-        the_plan = aggregation.plan(n, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        the_plan = aggregation.plan(n, aggregation.machine_memory_bytes())
     print(the_plan.describe())
     return 0
 

@@ -137,17 +137,15 @@ def prove(
 
         result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster, config=config,
                               progress=progress, on_slice_proven=on_slice_proven)
-        if aggregate:
-            result = [_aggregate_run(r, agg_plan, srs, cache) for r in (result if isinstance(result, list) else [result])]
-            return result[0] if len(result) == 1 else result
-        return result
-    backend = backend or LocalBackend()
-    runs = [
-        prove_one(plan, list(circuits), x, workdir if len(xs) == 1 else workdir / str(n),
-                  job_id=job_id if len(xs) == 1 else (f"{job_id}/{n}" if job_id else None), backend=backend,
-                  config=config, progress=progress, on_slice_proven=on_slice_proven)
-        for n, x in enumerate(xs)
-    ]
+        runs = result if isinstance(result, list) else [result]
+    else:
+        backend = backend or LocalBackend()
+        runs = [
+            prove_one(plan, list(circuits), x, workdir if len(xs) == 1 else workdir / str(n),
+                      job_id=job_id if len(xs) == 1 else (f"{job_id}/{n}" if job_id else None), backend=backend,
+                      config=config, progress=progress, on_slice_proven=on_slice_proven)
+            for n, x in enumerate(xs)
+        ]
     if aggregate:
         runs = [_aggregate_run(r, agg_plan, srs, cache) for r in runs]
     return runs[0] if len(xs) == 1 else runs
@@ -156,7 +154,6 @@ def prove(
 def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluster, memory: float | None):
     """Decide the aggregation before any work, and the slice settings it needs."""
     import dataclasses
-    import os
 
     from . import aggregation, srs as srs_mod
 
@@ -168,7 +165,7 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
         if cluster is not None and ray is not None and ray.is_initialized():
             agg_plan = aggregation.plan_for_cluster(n)  # the cluster's aggregator nodes
         else:
-            agg_plan = aggregation.plan(n, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # this machine
+            agg_plan = aggregation.plan(n, aggregation.machine_memory_bytes())  # this machine
     else:
         agg_plan = aggregation.plan(n, memory)
     log.warning("aggregation plan:\n%s", agg_plan.describe())

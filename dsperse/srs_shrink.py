@@ -2,8 +2,8 @@
 
 Aggregated slices must use the aggregator's SRS (k >= 21), and a ceremony file is usually larger than a slice.
 EZKL accepts a larger file but re-reads and shrinks it on every call: measured here, a k=15 slice took 147 s to
-prove and 82 s to verify with the k=21 file (vs 8 s and 0.06 s with the derived file). The k-row SRS of the same secret is
-the first 2^k monomial points plus their Lagrange form, an inverse FFT over G1 that halo2's own ``downsize``
+prove and 82 s to verify with the k=21 file (vs 8 s and 0.06 s with the derived file). The k-row SRS of the
+same secret is the first 2^k monomial points plus their Lagrange form, an inverse FFT over G1 that halo2's own ``downsize``
 does; this module computes it once with ffjavascript (npm, WASM) and writes a halo2 raw params file.
 Check: a slice set up with the derived file has a byte-identical verifying key to one set up with the large
 file, and proofs made with either verify with either.

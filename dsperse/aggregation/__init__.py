@@ -26,6 +26,7 @@ from .planning import (
     boundary_visibilities,
     estimate,
     logrows_for,
+    machine_memory_bytes,
     max_fan_in,
     plan,
 )
@@ -109,5 +110,6 @@ def aggregate_proofs(
 __all__ = [
     "AggregateProof", "AggregationEstimate", "AggregationKeys", "AggregationNode", "AggregationPlan",
     "AggregationResult", "aggregate", "aggregate_proofs", "boundary_visibilities", "estimate", "evm_calldata",
-    "evm_verifier", "logrows_for", "max_fan_in", "mock", "plan", "plan_for_cluster", "setup", "verify_aggr",
+    "evm_verifier", "logrows_for", "machine_memory_bytes", "max_fan_in", "mock", "plan", "plan_for_cluster", "setup",
+    "verify_aggr",
 ]

@@ -271,6 +271,13 @@ def _chunks(items: Sequence[int], size: int) -> list[tuple[int, ...]]:
     return out
 
 
+def machine_memory_bytes() -> float:
+    """Physical memory of this machine: what a plan without Ray or an explicit node size is made for."""
+    import os
+
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
 def plan(
     n_proofs: int,
     node_memory_bytes: float | Sequence[float],

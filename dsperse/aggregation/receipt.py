@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from eth_utils import keccak
 
@@ -144,10 +144,14 @@ def slice_io(proof_data: dict[str, Any], settings: dict[str, Any]) -> SliceIO:
     return SliceIO(sum(len(c) for c in proof_data["instances"]), vin, vout, n_in, n_out)
 
 
+def _uints_hash(values: Iterable[int]) -> bytes:
+    """keccak256(abi.encodePacked(uint256[])): how the contract hashes the input."""
+    return keccak(b"".join(int(v).to_bytes(32, "big") for v in values))
+
+
 def input_hash(instances: Sequence[int], lay: ReceiptLayout) -> bytes:
     """keccak256 of the input field elements, as the contract computes it (abi.encodePacked uint256[])."""
-    vals = instances[lay.input_start : lay.input_start + lay.num_inputs]
-    return keccak(b"".join(int(v).to_bytes(32, "big") for v in vals))
+    return _uints_hash(instances[lay.input_start : lay.input_start + lay.num_inputs])
 
 
 def contract():
@@ -232,7 +236,7 @@ def felts_hash(felts: Sequence[str]) -> bytes:
     """keccak256 of field elements (EZKL's hex felts) as the contract hashes the input: what a requester pins."""
     from ..chain.client import felt_to_uint
 
-    return keccak(b"".join(felt_to_uint(f).to_bytes(32, "big") for f in felts))
+    return _uints_hash(felt_to_uint(f) for f in felts)
 
 
 def deploy_for_run(chain: Any, run: Run, verifier_dir: Path | str | None = None) -> tuple[str, str]:

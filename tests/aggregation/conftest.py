@@ -43,5 +43,3 @@ def pytest_collection_modifyitems(config, items):
             why = bigmem_skip_reason(float(m.args[0]) if m.args else 8.0)
             if why:
                 item.add_marker(pytest.mark.skip(reason=why))
-
-
