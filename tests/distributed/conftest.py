@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -58,6 +58,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_port_block(taken: set[int]) -> int:
+    """The first port of 100 for Ray's workers, clear of `taken` and of the kernel's ephemeral range.
+
+    free_port() hands out ephemeral ports, so a worker block drawn from that range can
+    swallow the GCS port (CI failed once on exactly that). In-process test clusters use
+    Ray's default worker ports (10002-19999), so stay above those too.
+    """
+    try:
+        ephemeral_lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_lo = 32768
+    clear = [lo for lo in range(20000, 60000, 100) if not any(lo <= port < lo + 100 for port in taken)]
+    return random.choice([lo for lo in clear if lo + 100 <= ephemeral_lo] or clear)
+
+
 def _session_of(pid: int) -> int | None:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
@@ -70,6 +85,10 @@ def _mentions(pid: int, marker: str) -> bool:
         return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+class RayStartRaced(RuntimeError):
+    """`ray start` lost a port between free_port() choosing it and Ray binding it."""
 
 
 @dataclass
@@ -86,24 +105,38 @@ class RayHead:
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def start(self, num_cpus: int = 2, timeout: float = 180) -> None:
-        worker_lo = random.randrange(30000, 39000, 100)
+    def start(self, num_cpus: int = 2, timeout: float = 180, attempts: int = 3) -> None:
+        """Start the head; a start that dies on a port another process took meanwhile is retried on fresh ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(num_cpus, timeout)
+            except RayStartRaced:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                self.dashboard_port, self.gcs_port = free_port(), free_port()
+
+    def _start_once(self, num_cpus: int, timeout: float) -> None:
+        ports = {name: free_port() for name in (
+            "ray-client-server-port", "node-manager-port", "object-manager-port", "metrics-export-port",
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")}
+        worker_lo = worker_port_block({self.gcs_port, self.dashboard_port, *ports.values()})
         cmd = [
             str(RAY_BIN), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
             f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
             "--include-dashboard=true", f"--temp-dir={self.temp_dir}", f"--num-cpus={num_cpus}", "--num-gpus=0",
-            f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}",
-            f"--object-manager-port={free_port()}", f"--metrics-export-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}", f"--min-worker-port={worker_lo}", f"--max-worker-port={worker_lo + 99}",
-            "--disable-usage-stats",
+            *(f"--{name}={port}" for name, port in ports.items()),
+            f"--min-worker-port={worker_lo}", f"--max-worker-port={worker_lo + 99}", "--disable-usage-stats",
         ]
-        log = open(self.temp_dir / "ray-start.log", "wb")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log_path = self.temp_dir / "ray-start.log"
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ray start exited {self.proc.returncode}: {(self.temp_dir / 'ray-start.log').read_text()[-3000:]}")
+                text = log_path.read_text()[-3000:]
+                raced = "already in use" in text or "used by other components" in text
+                raise (RayStartRaced if raced else RuntimeError)(f"ray start exited {self.proc.returncode}: {text}")
             try:
                 urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=2).read()
                 return

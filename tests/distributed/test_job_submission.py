@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,12 @@ def test_job_proves_and_its_output_verifies(ray_head, zoo_model, mlp_plan, mlp_i
     ]
     cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", ray_head.dashboard,
            "--working-dir", str(REPO), "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--", *entry]
-    res = subprocess.run(cmd, env=ray_head.env, capture_output=True, text=True, timeout=1200)
-    log = res.stdout + res.stderr
+    for _ in range(3):  # a head this fresh may not have registered its job agent yet; nothing was submitted then
+        res = subprocess.run(cmd, env=ray_head.env, capture_output=True, text=True, timeout=1200)
+        log = res.stdout + res.stderr
+        if "No available agent to submit job" not in log:
+            break
+        time.sleep(5)
     assert res.returncode == 0 and "succeeded" in log, log[-5000:]
 
     summary = storage.read_json(workdir / "summary.json")
