@@ -6,6 +6,7 @@ already done, so a killed run resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -112,8 +113,9 @@ def prove(
 ) -> Run | list[Run]:
     """Prove ``inputs`` through every slice of ``plan``; returns a Run (or one per input for a batch).
 
-    ``cluster`` ("auto" or a Ray address) proves each slice on its own Ray actor; without it,
-    slices are proven in this process. A batch writes ``workdir/<n>/`` per input.
+    ``cluster`` ("auto" or a Ray address) proves each slice on its own Ray actor, and runs the aggregation
+    steps there as Ray tasks; without it, everything runs in this process. A batch writes ``workdir/<n>/``
+    per input.
     ``aggregate=True`` first plans the aggregation (memory, time, tree; AggregationError before any work
     when no node can hold it), proves the slices for aggregation with the aggregator's SRS, then folds
     them into one proof, recorded in ``run.aggregate``. See docs/aggregation.md.
@@ -121,34 +123,45 @@ def prove(
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
     xs = load_inputs(inputs)
-    if aggregate:
-        if circuits is not None:
-            raise DsperseError("aggregate=True builds its own circuits (Poseidon transcript, aggregator SRS); drop circuits=")
-        agg_plan, config, srs = _plan_aggregation(plan, config, srs, cache, cluster, aggregator_memory_bytes)
-    workdir = Path(workdir) if workdir is not None else plan.root.parent / "runs" / "latest"
-    if circuits is None:
-        for x in xs:  # reject a wrong input before any slow work
-            coerce_input(plan.input_shape, x)
-        # calibrate on the plan's seeded default data, not on this input: keys (and so the model id) must not
-        # depend on which input happens to be proven first
-        circuits = compile_plan(plan, srs=srs, cache=cache, config=config)
-    if cluster is not None:
-        from .distributed import prove_on_ray  # Ray stays out of the core import path
+    with _connected(cluster):  # one Ray connection for the slices and the aggregation: both run on this cluster
+        if aggregate:
+            if circuits is not None:
+                raise DsperseError(
+                    "aggregate=True builds its own circuits (Poseidon transcript, aggregator SRS); drop circuits="
+                )
+            agg_plan, config, srs = _plan_aggregation(plan, config, srs, cache, cluster, aggregator_memory_bytes)
+        workdir = Path(workdir) if workdir is not None else plan.root.parent / "runs" / "latest"
+        if circuits is None:
+            for x in xs:  # reject a wrong input before any slow work
+                coerce_input(plan.input_shape, x)
+            # calibrate on the plan's seeded default data, not on this input: keys (and so the model id) must not
+            # depend on which input happens to be proven first
+            circuits = compile_plan(plan, srs=srs, cache=cache, config=config)
+        if cluster is not None:
+            from .distributed import prove_on_ray
 
-        result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster, config=config,
-                              progress=progress, on_slice_proven=on_slice_proven)
-        runs = result if isinstance(result, list) else [result]
-    else:
-        backend = backend or LocalBackend()
-        runs = [
-            prove_one(plan, list(circuits), x, workdir if len(xs) == 1 else workdir / str(n),
-                      job_id=job_id if len(xs) == 1 else (f"{job_id}/{n}" if job_id else None), backend=backend,
-                      config=config, progress=progress, on_slice_proven=on_slice_proven)
-            for n, x in enumerate(xs)
-        ]
-    if aggregate:
-        runs = [_aggregate_run(r, agg_plan, srs, cache) for r in runs]
-    return runs[0] if len(xs) == 1 else runs
+            result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster,
+                                  config=config, progress=progress, on_slice_proven=on_slice_proven)
+            runs = result if isinstance(result, list) else [result]
+        else:
+            backend = backend or LocalBackend()
+            runs = [
+                prove_one(plan, list(circuits), x, workdir if len(xs) == 1 else workdir / str(n),
+                          job_id=job_id if len(xs) == 1 else (f"{job_id}/{n}" if job_id else None), backend=backend,
+                          config=config, progress=progress, on_slice_proven=on_slice_proven)
+                for n, x in enumerate(xs)
+            ]
+        if aggregate:
+            runs = [_aggregate_run(r, agg_plan, srs, cache, on_ray=cluster is not None) for r in runs]
+        return runs[0] if len(xs) == 1 else runs
+
+
+def _connected(cluster: str | None):
+    if cluster is None:
+        return contextlib.nullcontext()
+    from .distributed.cluster import connect  # Ray stays out of the core import path
+
+    return connect(cluster)
 
 
 def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluster, memory: float | None):
@@ -158,16 +171,12 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
     from . import aggregation, srs as srs_mod
 
     n = len(plan.slices)
-    if memory is None:
-        import sys
-
-        ray = sys.modules.get("ray")
-        if cluster is not None and ray is not None and ray.is_initialized():
-            agg_plan = aggregation.plan_for_cluster(n)  # the cluster's aggregator nodes
-        else:
-            agg_plan = aggregation.plan(n, aggregation.machine_memory_bytes())  # this machine
-    else:
+    if memory is not None:
         agg_plan = aggregation.plan(n, memory)
+    elif cluster is not None:  # connected by prove(): the cluster's aggregator nodes
+        agg_plan = aggregation.plan_for_cluster(n)
+    else:
+        agg_plan = aggregation.plan(n, aggregation.machine_memory_bytes())  # this process runs every step
     log.warning("aggregation plan:\n%s", agg_plan.describe())
     config = dataclasses.replace(
         config, proof_type="for-aggr", per_slice=tuple(aggregation.boundary_visibilities(n, agg_plan.exposed_boundaries))
@@ -177,11 +186,12 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
     return agg_plan, config, the_srs.path
 
 
-def _aggregate_run(run: Run, agg_plan, srs: Path, cache) -> Run:
+def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool) -> Run:
     from . import aggregation
 
     proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
-    result = aggregation.aggregate_proofs(proofs, run.workdir / "aggregate", agg_plan, srs=srs, cache=cache)
+    result = aggregation.aggregate_proofs(proofs, run.workdir / "aggregate", agg_plan, srs=srs, cache=cache,
+                                          use_ray=on_ray)  # fmt: skip
     run.aggregate = {
         "proof": str(result.proof_path),
         "root": result.root,

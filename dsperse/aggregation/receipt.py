@@ -224,9 +224,14 @@ def run_layout(run: Run) -> ReceiptLayout:
 
 def run_keys(run: Run):
     """The root step's aggregation keys (for its Solidity verifier)."""
+    return step_keys(_aggregate_of(run)["root"])
+
+
+def step_keys(step: dict):
+    """The aggregation keys recorded in one step's dict (ray_task.run_step's result)."""
     from .aggregate import AggregationKeys
 
-    k = dict(_aggregate_of(run)["root"]["keys"])
+    k = dict(step["keys"])
     for name in ("vk", "pk", "srs"):
         k[name] = Path(k[name])
     return AggregationKeys(**k)

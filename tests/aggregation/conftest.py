@@ -43,3 +43,21 @@ def pytest_collection_modifyitems(config, items):
             why = bigmem_skip_reason(float(m.args[0]) if m.args else 8.0)
             if why:
                 item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="session")
+def prove_for_aggregation():
+    """prove(model, x, work) -> (run, srs): the model as ONE slice, proved for aggregation (Poseidon transcript,
+    the k=21 SRS's secret), as ``prove(aggregate=True)`` proves its slices."""
+    import dsperse
+    from dsperse import srs as srs_mod
+    from dsperse.circuits import CircuitConfig
+
+    def prove(model, x, work):
+        plan = dsperse.slice(model, work / "slices", max_slices=1)
+        srs = srs_mod.dev_srs(21)
+        cfg = CircuitConfig(proof_type="for-aggr")
+        circuits = dsperse.compile(plan, srs=srs.path, config=cfg)
+        return dsperse.prove(plan, x, work / "run", circuits=circuits, config=cfg, progress=False), srs
+
+    return prove

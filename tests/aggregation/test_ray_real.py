@@ -50,3 +50,13 @@ def test_step_reserves_memory_and_the_aggregator_resource(cluster):
 def test_unschedulable_step_is_refused_not_submitted(cluster):
     with pytest.raises(AggregationError, match="no Ray node can hold"):
         RT.submit_step(RT.StepSpec(("p.json",), "out.json", "w", 21, "srs", False, "evm"), planning.estimate(1))
+
+
+def test_prove_with_a_cluster_plans_for_that_cluster(cluster, mlp_plan, mlp_input, tmp_path):
+    """cluster= given: the plan is made for the cluster's nodes (4 GB here), not for this machine, and refused
+    before any slice is compiled or proven."""
+    import dsperse
+
+    with pytest.raises(AggregationError, match="largest node has 4.0 GB"):
+        dsperse.prove(mlp_plan, mlp_input, tmp_path / "run", aggregate=True, cluster="auto", progress=False)
+    assert not (tmp_path / "run").exists()

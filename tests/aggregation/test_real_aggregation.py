@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 
 import dsperse
-from dsperse import srs as srs_mod
 from dsperse.aggregation import aggregate as A, receipt as R
 from dsperse.aggregation.proofs import load as load_proof
 from dsperse.chain.client import felt_to_uint, signed
-from dsperse.circuits import CircuitConfig
 from dsperse.errors import TransactionRevertedError
 from dsperse.proving import quantize_input
 from dsperse.storage import read_json
@@ -42,15 +40,11 @@ def deployed(toolchain, aggregated_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def other_model_receipt(deployed, zoo_model, mlp_input, tmp_path_factory) -> str:
+def other_model_receipt(deployed, zoo_model, mlp_input, prove_for_aggregation, tmp_path_factory) -> str:
     """A receipt contract for ANOTHER model (the MLP with other weights): its aggregation keys and verifier only."""
     chain = deployed[0]
     work = tmp_path_factory.mktemp("other-model")
-    plan = dsperse.slice(zoo_model("mlp", seed=1), work / "slices", max_slices=1)
-    srs = srs_mod.dev_srs(21)
-    cfg = CircuitConfig(proof_type="for-aggr")
-    run = dsperse.prove(plan, mlp_input, work / "run", circuits=dsperse.compile(plan, srs=srs.path, config=cfg), config=cfg,
-                        progress=False)  # fmt: skip
+    run, srs = prove_for_aggregation(zoo_model("mlp", seed=1), mlp_input, work)
     keys = A.setup([run.proofs[0].path], work / "keys", logrows=21, srs=srs, split_proofs=False)
     sol = A.evm_verifier(keys, run.circuits[0].settings, work / "OtherVerifier.sol")
     io = R.slice_io(load_proof(run.proofs[0].path), read_json(run.circuits[0].settings))
@@ -107,7 +101,6 @@ def test_another_jobs_input_and_replay_revert(deployed, aggregated_run, mlp_inpu
     R.submit_run(chain, r_addr, aggregated_run, job_id="replayed")
     with pytest.raises(TransactionRevertedError, match="job id already used"):
         R.submit_run(chain, r_addr, aggregated_run, job_id="replayed")
-
 
 
 def test_an_aggregate_of_another_model_is_rejected(deployed, other_model_receipt, aggregated_run):
