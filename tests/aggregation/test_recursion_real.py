@@ -5,7 +5,7 @@ EZKL 22.3 alone gets this wrong: an inner aggregate's accumulator is not declare
 next level never checks the inner pairing and a root over a forged leaf verifies (benchmarks/RESULTS.md,
 "recursion"). dsperse declares it (aggregation.proofs.declare_accumulator); this test fails without that.
 
-Needs ~20 GB free and ~35 min with cached keys (four k=21 proofs of ~7 min; +5 min per missing key set).
+Needs ~20 GB free and ~30 min with cached keys (four k=21 proofs of ~7 min; +5 min per missing key set).
 Skipped unless DSPERSE_BIGMEM=1. A one-proof tree is never planned (a real tree needs >= 2 proofs per
 step, a ~40 GB node); the plan here forces the two levels on one proof to exercise the recursion.
 """
@@ -36,8 +36,7 @@ def two_level_plan() -> aggregation.AggregationPlan:
 
 @pytest.fixture(scope="module")
 def leaf(zoo_model, mlp_input, prove_for_aggregation, tmp_path_factory):
-    run, srs = prove_for_aggregation(zoo_model("mlp"), mlp_input, tmp_path_factory.mktemp("leaf"))
-    return run, srs
+    return prove_for_aggregation(zoo_model("mlp"), mlp_input, tmp_path_factory.mktemp("leaf"))  # (run, srs)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def forged_leaf(leaf, tmp_path_factory):
     """The honest slice proof with its last G1 point replaced by its first: it parses, and it is false."""
     import ezkl
 
-    run, srs = leaf
+    run, _ = leaf
     data = P.load(run.proofs[0].path)
     pb = list(data["proof"])
     pb[-32:] = pb[:32]
