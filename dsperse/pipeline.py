@@ -195,7 +195,7 @@ def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool) -> Run:
     run.aggregate = {
         "proof": str(result.proof_path),
         "root": result.root,
-        "levels": [[list(node.inputs) for node in lvl] for lvl in agg_plan.levels],  # the receipt layout needs the tree
+        "levels": agg_plan.tree,  # the receipt layout needs the tree
         "plan": agg_plan.describe(),
     }
     run.save()

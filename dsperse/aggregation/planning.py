@@ -226,6 +226,11 @@ class AggregationPlan:
         return len(self.levels) > 1
 
     @property
+    def tree(self) -> list[list[list[int]]]:
+        """``tree[l][j]``: the inputs of step j at level l, the shape ``receipt.layout`` and ``run.aggregate`` use."""
+        return [[list(node.inputs) for node in lvl] for lvl in self.levels]
+
+    @property
     def groups(self) -> tuple[tuple[int, ...], ...]:
         """Slices per level-0 aggregation (consecutive)."""
         return tuple(n.inputs for n in self.levels[0])

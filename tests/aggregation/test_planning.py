@@ -49,6 +49,7 @@ def test_tree_when_one_step_is_too_big():
     assert p.fan_in == 2 and p.recursive
     assert p.groups == ((0, 1), (2, 3), (4,))
     assert [len(lvl) for lvl in p.levels] == [3, 2, 1]
+    assert p.tree == [[[0, 1], [2, 3], [4]], [[0, 1], [2]], [[0, 1]]]  # what receipt.layout reads
     assert all(n.transcript == "poseidon" for lvl in p.levels[:-1] for n in lvl) and p.root.transcript == "evm"
     assert p.exposed_boundaries == (1, 3)
     assert p.critical_path_seconds < p.total_seconds

@@ -82,7 +82,7 @@ def receipt(toolchain, leaf, roots, tmp_path_factory):
     root_dir = tmp_path_factory.mktemp("root")
     sol = A.evm_verifier(R.step_keys(honest.root), run.circuits[0].settings, root_dir / "RootVerifier.sol")
     io = R.slice_io(P.load(run.proofs[0].path), read_json(run.circuits[0].settings))
-    lay = R.layout([io], [[[0]], [[0]]], R.slice_instances([run.proofs[0].path]))
+    lay = R.layout([io], honest.plan.tree, R.slice_instances([run.proofs[0].path]))
     chain = dsperse.chain.local(deployments=tmp_path_factory.mktemp("evm") / "deployments.json")
     try:
         _, r = R.deploy(chain, sol, lay, bytes.fromhex(run.receipt.model_id))
