@@ -1,7 +1,8 @@
 """dsperse: distributed proof of inference.
 
     import dsperse
-    plan = dsperse.slice("model.onnx", max_slices=4)
+    plan = dsperse.slice("model.onnx", max_logrows=16)   # every slice within 2^16 rows (tiled where needed)
+    print(plan.describe())
     run = dsperse.prove(plan, inputs="input.json", workdir="runs/x")
     assert dsperse.verify(run)
     print(run.output, run.receipt)
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .artifacts import Circuit, Receipt, Run, Slice, SlicePlan, SliceProof, Witness
+from .artifacts import Circuit, Edge, Receipt, Run, Slice, SlicePlan, SliceProof, Witness
 from .circuits import CircuitConfig, compile_plan
 from .errors import DsperseError
 from .pipeline import prove
@@ -32,11 +33,18 @@ def slice(  # noqa: A001 - the SDK verb is the point
     strategy: Strategy = "balanced",
     cuts: Sequence[int] | None = None,
     input_shape: Sequence[int] | None = None,
-    estimate: str = "heuristic",
+    estimate: str | None = None,
+    max_logrows: int | None = None,
+    max_memory: str | float | None = None,
 ) -> SlicePlan:
-    """Cut ``model`` into consecutive slices; see :func:`dsperse.slicing.slice_model`."""
+    """Cut ``model`` into slices; see :func:`dsperse.slicing.slice_model`.
+
+    ``max_logrows=16`` (or ``max_memory="4GB"``) plans a graph of slices that all fit 2^16 rows, tiling ops
+    too big for that; without a target, a chain of ``max_slices`` by ``strategy``.
+    """
     return slice_model(
-        model, out_dir, max_slices=max_slices, strategy=strategy, cuts=cuts, input_shape=input_shape, estimate=estimate
+        model, out_dir, max_slices=max_slices, strategy=strategy, cuts=cuts, input_shape=input_shape, estimate=estimate,
+        max_logrows=max_logrows, max_memory=max_memory,
     )
 
 
@@ -48,6 +56,6 @@ def compile(plan: SlicePlan | Path | str, **kwargs) -> list[Circuit]:  # noqa: A
 
 
 __all__ = [
-    "Circuit", "CircuitConfig", "DsperseError", "Receipt", "Run", "Slice", "SlicePlan", "SliceProof", "Tolerance", "Witness",
+    "Circuit", "CircuitConfig", "DsperseError", "Edge", "Receipt", "Run", "Slice", "SlicePlan", "SliceProof", "Tolerance", "Witness",
     "compile", "prove", "slice", "verify",
 ]

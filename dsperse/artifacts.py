@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from . import storage
 from .errors import MissingArtifactError
+from .layout import CommittedTensor, from_json as layout_from_json
 
 Visibility = Literal["public", "polycommit", "hashed", "private", "fixed"]
 T = TypeVar("T")
@@ -42,19 +43,73 @@ def _from_dict(cls: type[T], data: dict) -> T:
     return cls(**kwargs)
 
 
+Shape = tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class Slice:
-    """One consecutive sub-graph with exactly one tensor in and one out."""
+    """One sub-graph of the model: a node of the slice graph, with its own circuit.
+
+    A chain slice has one input and one output; a tile or a merge point of a graph plan may have several.
+    """
 
     index: int
     path: Path
-    input_name: str
-    input_shape: tuple[int, ...]
-    output_name: str
-    output_shape: tuple[int, ...]
+    inputs: tuple[str, ...]
+    input_shapes: tuple[Shape, ...]
+    outputs: tuple[str, ...]
+    output_shapes: tuple[Shape, ...]
     op_types: tuple[str, ...]
     cost: int
-    """Estimated circuit cost (rows); drives the balanced strategy."""
+    """Estimated circuit cost (rows); drives the planner."""
+    tile: str = ""
+    """What part of a tiled op this slice computes (e.g. "Conv /0/Conv out-channels 0:2"); empty if untiled."""
+    circuit_group: str = ""
+    """Slices with the same non-empty group have the same circuit (same shape, same weights): one setup."""
+
+    @property
+    def input_name(self) -> str:
+        return self._single(self.inputs, "inputs")
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.input_shapes[self.inputs.index(self.input_name)]
+
+    @property
+    def output_name(self) -> str:
+        return self._single(self.outputs, "outputs")
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.output_shapes[self.outputs.index(self.output_name)]
+
+    def _single(self, names: tuple[str, ...], what: str) -> str:
+        if len(names) != 1:
+            raise ValueError(f"slice {self.index} has {len(names)} {what} ({list(names)}); it is a graph node, not a chain link")
+        return names[0]
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Slice":
+        shapes = lambda xs: tuple(tuple(int(v) for v in x) for x in xs)  # noqa: E731
+        return cls(
+            index=d["index"], path=Path(d["path"]), inputs=tuple(d["inputs"]), input_shapes=shapes(d["input_shapes"]),
+            outputs=tuple(d["outputs"]), output_shapes=shapes(d["output_shapes"]), op_types=tuple(d["op_types"]),
+            cost=int(d["cost"]), tile=d.get("tile", ""), circuit_group=d.get("circuit_group", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A tensor passed from one slice to another: committed on both sides, linked on every column."""
+
+    tensor: str
+    producer: int
+    output_index: int
+    """Position of the tensor among the producer's outputs."""
+    consumer: int
+    input_index: int
+    """Position of the tensor among the consumer's inputs."""
+    shape: Shape
 
 
 @dataclass
@@ -70,8 +125,40 @@ class SlicePlan:
     output_shape: tuple[int, ...]
     strategy: str
     slices: list[Slice] = field(default_factory=list)
+    max_logrows: int | None = None
+    """The target circuit size the planner kept every slice within (None: no target)."""
 
     FILE = "plan.json"
+
+    @property
+    def edges(self) -> list[Edge]:
+        """Every slice-to-slice tensor, producer before consumer (slices are in topological order)."""
+        producer = {t: (s.index, j) for s in self.slices for j, t in enumerate(s.outputs)}
+        out = []
+        for s in self.slices:
+            for j, (t, shape) in enumerate(zip(s.inputs, s.input_shapes)):
+                if t in producer:
+                    out.append(Edge(t, producer[t][0], producer[t][1], s.index, j, shape))
+        return out
+
+    @property
+    def is_chain(self) -> bool:
+        """True when slice i feeds exactly slice i+1 with one tensor: the shape aggregation and old receipts need."""
+        return all(len(s.inputs) == 1 and len(s.outputs) == 1 for s in self.slices) and all(
+            e.consumer == e.producer + 1 for e in self.edges
+        )
+
+    def consumes_model_input(self, index: int) -> bool:
+        return self.input_name in self.slices[index].inputs
+
+    def produces_model_output(self, index: int) -> bool:
+        return self.output_name in self.slices[index].outputs
+
+    def describe(self, circuits: "list[Circuit] | None" = None) -> str:
+        """A table of the slices and the edges between them (estimated rows, k and memory per slice)."""
+        from .sizing import describe_plan
+
+        return describe_plan(self, circuits)
 
     def save(self) -> Path:
         return storage.write_json(self.root / self.FILE, _to_dict(self))
@@ -83,8 +170,10 @@ class SlicePlan:
         if not path.exists():
             raise MissingArtifactError("slice plan", path)
         data = storage.read_json(path)
+        if data["slices"] and "inputs" not in data["slices"][0]:
+            raise MissingArtifactError("slice plan in the current format (slice it again)", path)
         plan = _from_dict(cls, data)
-        plan.slices = [_from_dict(Slice, s) for s in data["slices"]]
+        plan.slices = [Slice.from_json(s) for s in data["slices"]]
         return plan
 
 
@@ -107,12 +196,21 @@ class Circuit:
     num_rows: int
     reused: bool = False
     """True when the keys came from the cache (no setup ran)."""
+    output_scales: tuple[int, ...] = ()
+    """One scale per output (``output_scale`` is the first)."""
+    layout: tuple[CommittedTensor, ...] = ()
+    """Where each committed input/output's commitments sit in the proof (every column)."""
 
     def check(self) -> None:
         for what in ("compiled", "settings", "vk", "pk", "srs"):
             p = getattr(self, what)
             if not Path(p).exists():
                 raise MissingArtifactError(f"{what} of slice {self.slice_index}", p)
+
+
+def circuit_from_json(d: dict) -> Circuit:
+    c = _from_dict(Circuit, d)
+    return dataclasses.replace(c, layout=layout_from_json(d.get("layout")), output_scales=tuple(d.get("output_scales") or ()))
 
 
 @dataclass(frozen=True)
@@ -190,7 +288,7 @@ class Run:
         return cls(
             workdir=workdir,
             plan=SlicePlan.load(data["plan_root"]),
-            circuits=[_from_dict(Circuit, c) for c in data["circuits"]],
+            circuits=[circuit_from_json(c) for c in data["circuits"]],
             witnesses=[_from_dict(Witness, w) for w in data["witnesses"]],
             proofs=[_from_dict(SliceProof, p) for p in data["proofs"]],
             receipt=_from_dict(Receipt, data["receipt"]),

@@ -7,6 +7,7 @@ same logrows so one SRS serves them all (and an aggregator later).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -18,14 +19,14 @@ import ezkl
 import numpy as np
 from filelock import FileLock
 
-from . import _ezkl, srs as srs_mod, srs_shrink, storage
-from .artifacts import Circuit, SlicePlan
-from .errors import CircuitError
-from .slicing import reference_outputs
+from . import _ezkl, layout, srs as srs_mod, srs_shrink, storage
+from .sizing import MIN_LOGROWS
+from .artifacts import Circuit, SlicePlan, circuit_from_json
+from .errors import CircuitError, MissingArtifactError
+from .slicing import reference_tensors
 
 log = logging.getLogger(__name__)
 
-MIN_LOGROWS = 15  # EZKL 22.3 range-checks by decomposition with base 2^14: smaller tables do not fit
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class CircuitConfig:
     calibration_target: Literal["resources", "accuracy"] = "resources"
     proof_type: Literal["single", "for-aggr"] = "single"
     """for-aggr uses a Poseidon transcript so the proofs can be aggregated; single is EVM-verifiable."""
+    fold_rows: bool = False
+    """With ``logrows`` set: let EZKL fold a slice with more rows than 2^logrows into more columns
+    ("column duplication") instead of refusing. Committed tensors then span several columns."""
     per_slice: tuple[tuple[str, str], ...] | None = None
     """Explicit (input, output) visibility per slice; aggregation plans set it (hashed exposed boundaries)."""
 
@@ -62,6 +66,9 @@ class CircuitConfig:
         )
 
 
+COMPILED_FILE = "circuits.json"
+
+
 def compile_plan(
     plan: SlicePlan,
     *,
@@ -71,12 +78,24 @@ def compile_plan(
     calibration_input: np.ndarray | None = None,
     on_circuit: Callable[[Circuit], None] | None = None,
 ) -> list[Circuit]:
-    """Build (or fetch from cache) a circuit and keys for every slice of ``plan``."""
+    """Build (or fetch from cache) a circuit and keys for every slice of ``plan``.
+
+    The result is recorded in the plan directory (``circuits.json``) with what it was made from; a later call
+    with the same plan, config, SRS and calibration data returns it without re-running calibration or
+    ``gen_settings`` (compile once, prove many times).
+    """
     _ezkl.quiet_logs()
     cache_root = srs_mod.cache_dir(cache)
+    fingerprint = _fingerprint(plan, srs, cache_root, config, calibration_input)
+    if (known := _recorded(plan, fingerprint)) is not None:
+        log.info("circuits of %s reused from %s", plan.root, COMPILED_FILE)
+        for c in known:
+            if on_circuit:
+                on_circuit(c)
+        return known
     if calibration_input is None:
         calibration_input = np.random.default_rng(0).standard_normal(plan.input_shape).astype(np.float32)
-    acts = [np.asarray(calibration_input, np.float32), *reference_outputs(plan, calibration_input)]
+    values = reference_tensors(plan, calibration_input)
     n = len(plan.slices)
 
     with tempfile.TemporaryDirectory(prefix="dsperse-settings-") as tmpd:
@@ -84,35 +103,45 @@ def compile_plan(
         data_paths = []
         for i, s in enumerate(plan.slices):
             dp = tmp / f"cal_{i}.json"
-            dp.write_text(json.dumps({"input_data": [acts[i].flatten().tolist()]}))
+            dp.write_text(json.dumps({"input_data": [values[t].flatten().tolist() for t in s.inputs]}))
             data_paths.append(dp)
 
         scale = config.scale
         if scale is None:
             scale = _calibrate(plan.slices[0].path, data_paths[0], tmp / "scale.json", config, None)["run_args"]["input_scale"]
-        logrows = config.logrows or max(
-            MIN_LOGROWS,
-            *(_calibrate(s.path, data_paths[i], tmp / f"k_{i}.json", config, scale)["run_args"]["logrows"] for i, s in enumerate(plan.slices)),
-        )
+        if config.logrows:
+            logrows = config.logrows
+        elif plan.max_logrows:  # the planner sized every slice already: start small, grow to what EZKL needs
+            logrows = MIN_LOGROWS
+        else:
+            logrows = max(
+                MIN_LOGROWS,
+                *(_calibrate(s.path, data_paths[i], tmp / f"k_{i}.json", config, scale)["run_args"]["logrows"] for i, s in enumerate(plan.slices)),
+            )
         while True:
-            settings, in_scale = [], scale
+            settings, scale_of = [], {plan.input_name: scale}
             for i, s in enumerate(plan.slices):
-                vis_in, vis_out = config.visibilities(i, n)
+                vis_in, vis_out = _visibilities(plan, config, i, n)
+                in_scales = {scale_of[t] for t in s.inputs}
+                if len(in_scales) != 1:
+                    raise CircuitError(f"slice {i} reads tensors at different scales {sorted(in_scales)}; EZKL takes one input scale")
                 ra = _ezkl.run_args(
                     input_visibility=vis_in, output_visibility=vis_out, param_visibility=config.param_visibility,
-                    input_scale=in_scale, param_scale=scale, logrows=logrows, check_mode="safe",
+                    input_scale=in_scales.pop(), param_scale=scale, logrows=logrows, check_mode="safe",
                 )
                 sp = tmp / f"settings_{i}.json"
                 _ezkl.call(f"gen_settings (slice {i})", CircuitError, ezkl.gen_settings, str(s.path), str(sp), py_run_args=ra)
                 st = storage.read_json(sp)
                 settings.append(st)
-                in_scale = st["model_output_scales"][0]
+                scale_of.update(zip(s.outputs, st["model_output_scales"]))
             need = max(_min_logrows(st) for st in settings)
             if need <= logrows or config.logrows:
-                if need > logrows:
+                if need > logrows and not config.fold_rows:
                     raise CircuitError(f"logrows={logrows} is too small: the largest slice needs {need}")
                 break
             logrows = need
+    if plan.max_logrows and logrows > plan.max_logrows:
+        raise CircuitError(f"the plan targets max_logrows={plan.max_logrows} but a slice needs k={logrows}; slice it again")
 
     # a larger SRS (the aggregator's, a ceremony's) is cut to this k once: same secret, no per-call shrink
     the_srs = srs_shrink.for_circuits(srs_mod.resolve(logrows, srs, cache_root), logrows, cache_root)
@@ -122,7 +151,55 @@ def compile_plan(
         circuits.append(c)
         if on_circuit:
             on_circuit(c)
+    storage.write_json(plan.root / COMPILED_FILE, {"fingerprint": fingerprint, "circuits": [_to_json(c) for c in circuits]})
     return circuits
+
+
+def _visibilities(plan: SlicePlan, config: CircuitConfig, i: int, n: int) -> tuple[str, str]:
+    """Model input/output visibility where a slice touches them, the boundary visibility on every edge."""
+    if config.per_slice is not None:
+        return config.visibilities(i, n)
+    s = plan.slices[i]
+    reads_input, writes_output = plan.consumes_model_input(i), plan.produces_model_output(i)
+    if reads_input and len(s.inputs) > 1 or writes_output and len(s.outputs) > 1:
+        raise CircuitError(f"slice {i} mixes the model's input/output with edges between slices; EZKL gives all its "
+                           "inputs (outputs) one visibility. Slice the model again.")  # fmt: skip
+    return (
+        config.input_visibility if reads_input else config.boundary_visibility,
+        config.output_visibility if writes_output else config.boundary_visibility,
+    )
+
+
+def _fingerprint(plan: SlicePlan, srs, cache_root: Path, config: CircuitConfig, calibration_input) -> str:
+    from dataclasses import asdict
+
+    cal = "default" if calibration_input is None else storage.sha256_bytes(np.asarray(calibration_input, np.float32).tobytes())
+    slices = [storage.sha256_file(s.path) for s in plan.slices]
+    srs_part = str(Path(srs).resolve()) if srs is not None else "dev"
+    blob = json.dumps([asdict(config), cal, slices, srs_part, str(cache_root), _ezkl.EZKL_VERSION], sort_keys=True, default=str)
+    return storage.sha256_bytes(blob.encode())
+
+
+def _recorded(plan: SlicePlan, fingerprint: str) -> list[Circuit] | None:
+    path = plan.root / COMPILED_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = storage.read_json(path)
+        if data.get("fingerprint") != fingerprint:
+            return None
+        circuits = [dataclasses.replace(circuit_from_json(c), reused=True) for c in data["circuits"]]
+        for c in circuits:
+            c.check()
+    except (ValueError, KeyError, TypeError, MissingArtifactError):
+        return None
+    return circuits
+
+
+def _to_json(c: Circuit) -> dict:
+    from .artifacts import _to_dict
+
+    return _to_dict(c)
 
 
 def _calibrate(model: Path, data: Path, out: Path, config: CircuitConfig, scale: int | None) -> dict:
@@ -172,7 +249,8 @@ def _build(index: int, model: Path, settings: dict, the_srs: srs_mod.SRS, cache_
         slice_index=index, key_id=kid, compiled=files["compiled"], settings=files["settings"], vk=files["vk"], pk=files["pk"],
         srs=the_srs.path, logrows=ra["logrows"], input_scale=ra["input_scale"], output_scale=settings["model_output_scales"][0],
         input_visibility=_vis(ra["input_visibility"]), output_visibility=_vis(ra["output_visibility"]),
-        num_rows=settings["num_rows"], reused=reused,
+        num_rows=settings["num_rows"], reused=reused, output_scales=tuple(settings["model_output_scales"]),
+        layout=layout.layout_of(settings),
     )
 
 

@@ -44,10 +44,14 @@ def cmd_slice(a: argparse.Namespace) -> int:
     from . import slice as slice_model
 
     plan = slice_model(a.model, a.out, max_slices=a.max_slices, strategy=a.strategy, cuts=a.cuts, input_shape=a.input_shape,
-                        estimate=a.estimate)
-    for s in plan.slices:
-        print(f"slice {s.index}: {s.input_name} {list(s.input_shape)} -> {s.output_name} {list(s.output_shape)}  "
-              f"ops={'+'.join(s.op_types)}  cost~{s.cost}")
+                        estimate=a.estimate, max_logrows=a.max_logrows, max_memory=a.max_memory)
+    if a.describe:
+        print(plan.describe())
+    else:
+        for s in plan.slices:
+            ins = ", ".join(f"{t} {list(sh)}" for t, sh in zip(s.inputs, s.input_shapes))
+            outs = ", ".join(f"{t} {list(sh)}" for t, sh in zip(s.outputs, s.output_shapes))
+            print(f"slice {s.index}: {ins} -> {outs}  {s.tile or 'ops=' + '+'.join(s.op_types)}  cost~{s.cost}")
     print(f"plan written to {plan.root / plan.FILE}")
     return 0
 
@@ -128,15 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logs (-vv for EZKL's own)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    s = sub.add_parser("slice", help="cut an ONNX model into consecutive slices", description=
-                       "Cut MODEL into slices with one tensor crossing each cut. Cuts inside skip connections are refused.")
+    s = sub.add_parser("slice", help="cut an ONNX model into slices (a chain, or a graph within a circuit size)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=
+                       "Cut MODEL into slices.\n\nWith --max-logrows K (or --max-memory), plan a graph of slices that "
+                       "all fit 2^K rows:\nops too big are tiled (Conv by output channels, Gemm/MatMul by output columns), "
+                       "small ones\nmerged; every tensor between two slices is committed and linked on every column.\n"
+                       "Without a target, cut a chain with one tensor crossing each cut (--strategy, --max-slices).",
+                       epilog="examples:\n  dsperse slice cnn.onnx --max-logrows 17 --describe\n"
+                       "  dsperse slice cnn.onnx --max-memory 4GB\n  dsperse slice mlp.onnx --max-slices 3 --strategy layers")
     s.add_argument("model", type=Path, help="the ONNX model")
     s.add_argument("-o", "--out", type=Path, help="output directory (default: MODEL.slices)")
-    s.add_argument("--max-slices", type=int, help="at most this many slices (merged by cost)")
+    s.add_argument("--max-logrows", type=int, metavar="K", help="every slice within 2^K rows: tile and merge to fit (a graph plan)")
+    s.add_argument("--max-memory", metavar="BYTES", help="a proving-memory budget per slice, e.g. 4GB: the largest K whose "
+                   "measured peak fits it")
+    s.add_argument("--describe", action="store_true", help="print the plan as a table (slices, tiles, edges, rows, k, memory)")
+    s.add_argument("--max-slices", type=int, help="at most this many slices (merged by cost; chain plans)")
     s.add_argument("--strategy", choices=["balanced", "layers"], default="balanced",
                    help="layers: one slice per Conv/Gemm/MatMul; balanced: minimise the largest slice's estimated cost")
-    s.add_argument("--estimate", choices=["heuristic", "ezkl"], default="heuristic",
-                   help="cost model for balancing: MAC/element heuristic, or EZKL's row count per piece (slower, exact)")
+    s.add_argument("--estimate", choices=["heuristic", "ezkl"], default=None,
+                   help="cost model: MAC/element heuristic (chain default), or EZKL's row count per piece (slower, exact; "
+                   "the default with --max-logrows)")
     s.add_argument("--cuts", type=lambda t: [int(x) for x in t.split(",")], help="explicit cut positions, e.g. 2,4")
     s.add_argument("--input-shape", type=_shape, help="fix a dynamic input shape, e.g. 1,3,32,32")
     s.set_defaults(fn=cmd_slice)

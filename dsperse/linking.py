@@ -1,60 +1,77 @@
-"""The link between slices: slice i's output commitment must be slice i+1's input commitment.
+"""The links of a slice graph: every tensor passed between two slices is the same commitment on both sides.
 
-EZKL's polycommit visibility commits to a boundary tensor with an unblinded KZG
-commitment, so two proofs over the same tensor carry the same G1 point. In an EVM
-transcript proof the committed columns come first, 64 bytes (x, y) each: the
-input commitment (if committed) at [0:64], then the output commitment. The
-receipt contract checks the same bytes on-chain.
+EZKL's polycommit visibility commits to a tensor with unblinded KZG commitments, one G1 point per column, so
+two proofs over the same tensor carry the same points. :mod:`dsperse.layout` says where each committed
+tensor's points sit in a proof; a link compares the producer's output bytes with the consumer's input bytes
+over *every* column. The receipt contract checks the same byte ranges on-chain.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
-from .artifacts import Circuit
+from . import layout as layout_mod, storage
+from .artifacts import Circuit, Edge
 from .errors import LinkError
-
-G1_BYTES = 64
+from .layout import CommittedTensor
 
 
 @dataclass(frozen=True)
-class Commitments:
-    input: bytes | None
-    output: bytes | None
+class Link:
+    """One edge as byte ranges: ``proof[producer][out_offset:+length] == proof[consumer][in_offset:+length]``."""
+
+    edge: Edge
+    producer_offset: int
+    consumer_offset: int
+    length: int
 
 
 def proof_bytes(proof: dict) -> bytes:
     return bytes.fromhex(proof["hex_proof"].removeprefix("0x"))
 
 
-def commitment_offsets(circuit: Circuit) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """Byte ranges of the input and output commitments in a slice proof."""
-    pos = 0
-    inp = out = None
-    if circuit.input_visibility == "polycommit":
-        inp, pos = (pos, pos + G1_BYTES), pos + G1_BYTES
-    if circuit.output_visibility == "polycommit":
-        out = (pos, pos + G1_BYTES)
-    return inp, out
+def circuit_layout(c: Circuit) -> tuple[CommittedTensor, ...]:
+    return c.layout or layout_mod.layout_of(storage.read_json(Path(c.settings)))
 
 
-def commitments(proof: dict, circuit: Circuit) -> Commitments:
-    raw = proof_bytes(proof)
-    inp, out = commitment_offsets(circuit)
-    return Commitments(raw[inp[0] : inp[1]] if inp else None, raw[out[0] : out[1]] if out else None)
+def chain_edges(circuits: Sequence[Circuit]) -> list[Edge]:
+    """The edges of a chain plan (slice i's only output feeds slice i+1's only input)."""
+    return [Edge(f"boundary {i}", i, 0, i + 1, 0, ()) for i in range(len(circuits) - 1)]
 
 
-def check_links(proofs: list[dict], circuits: list[Circuit]) -> None:
-    """Raise LinkError at the first boundary whose two commitments differ."""
-    for i in range(len(proofs) - 1):
-        a, b = circuits[i], circuits[i + 1]
-        if a.output_visibility != "polycommit" or b.input_visibility != "polycommit":
-            raise LinkError(f"boundary {i}->{i + 1} is not committed on both sides; it cannot be linked", i)
-        out_i = commitments(proofs[i], a).output
-        in_next = commitments(proofs[i + 1], b).input
-        if out_i != in_next:
+def links(circuits: Sequence[Circuit], edges: Sequence[Edge]) -> list[Link]:
+    """Byte ranges of every edge; LinkError when an edge is not committed on both sides or sizes differ."""
+    by_index = {c.slice_index: c for c in circuits}
+    out = []
+    for e in edges:
+        a = layout_mod.find(circuit_layout(by_index[e.producer]), "output", e.output_index)
+        b = layout_mod.find(circuit_layout(by_index[e.consumer]), "input", e.input_index)
+        if a is None or b is None:
+            raise LinkError(f"edge {e.tensor!r} from slice {e.producer} to slice {e.consumer} is not committed on both "
+                            "sides; it cannot be linked", e.consumer)  # fmt: skip
+        if a.size != b.size or a.columns != b.columns:
+            raise LinkError(f"edge {e.tensor!r}: slice {e.producer} commits {a.size} elements in {a.columns} columns, "
+                            f"slice {e.consumer} {b.size} in {b.columns}", e.consumer)  # fmt: skip
+        out.append(Link(e, a.offset, b.offset, a.length))
+    return out
+
+
+def check_links(proofs: Sequence[dict], circuits: Sequence[Circuit], edges: Sequence[Edge] | None = None) -> None:
+    """Raise LinkError at the first edge whose commitments differ on any column (``edges``: default a chain)."""
+    edges = chain_edges(circuits) if edges is None else edges
+    raw = {c.slice_index: proof_bytes(p) for c, p in zip(circuits, proofs)}
+    for ln in links(circuits, edges):
+        e = ln.edge
+        got = raw[e.producer][ln.producer_offset : ln.producer_offset + ln.length]
+        want = raw[e.consumer][ln.consumer_offset : ln.consumer_offset + ln.length]
+        if len(got) != ln.length or len(want) != ln.length:
+            raise LinkError(f"edge {e.tensor!r}: a proof is too short to hold its commitments", e.consumer)
+        if got != want:
+            col = next(j for j in range(0, ln.length, layout_mod.G1_BYTES) if got[j : j + 64] != want[j : j + 64]) // 64
             raise LinkError(
-                f"link broken between slice {i} and slice {i + 1}: the output commitment of slice {i} "
-                f"({out_i.hex()[:16]}...) is not the input commitment of slice {i + 1} ({in_next.hex()[:16]}...). "
-                "Slice {0} was proven on a different intermediate tensor.".format(i + 1),
-                i + 1,
+                f"link broken between slice {e.producer} and slice {e.consumer} on tensor {e.tensor!r}, column {col} of "
+                f"{ln.length // layout_mod.G1_BYTES}: the commitments differ, so slice {e.consumer} was proven on a "
+                "different intermediate tensor.",
+                e.consumer,
             )

@@ -22,7 +22,9 @@ from .circuits import CircuitConfig, compile_plan
 from .errors import DsperseError, InputShapeError, MissingArtifactError
 from .model import coerce_input
 from .progress import Progress
-from .proving import ProveTask, generate_witness, quantize_input, read_proof, witness_outputs, witness_record
+from .proving import (
+    ProveTask, generate_witness, quantize_input, read_proof, witness_output_tensors, witness_outputs, witness_record,
+)
 from .receipts import make_receipt
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,14 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
     import dataclasses
 
     from . import aggregation, srs as srs_mod
+    from .errors import AggregationError
 
+    if not plan.is_chain:
+        raise AggregationError(
+            f"aggregate=True folds a chain of slices; {plan.root} is a graph plan ({len(plan.slices)} slices, "
+            f"{len(plan.edges)} edges, tiled ops). Prove it without aggregate= (a linked receipt checks every edge), "
+            "or slice a chain (--max-slices) to aggregate. See docs/aggregation.md."
+        )
     n = len(plan.slices)
     if memory is not None:
         agg_plan = aggregation.plan(n, memory)
@@ -203,17 +212,17 @@ def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool) -> Run:
 
 
 def prepare_witnesses(plan: SlicePlan, circuits: list[Circuit], x: np.ndarray, workdir: Path, manifest: Manifest) -> list[Witness]:
-    """Generate (or reuse) every slice's witness, in order."""
+    """Generate (or reuse) every slice's witness in plan order; each slice eats its producers' output felts."""
     witnesses: list[Witness] = []
-    values: list = np.asarray(x, np.float64).flatten().tolist()
-    for c in circuits:
+    values: dict[str, list] = {plan.input_name: np.asarray(x, np.float64).flatten().tolist()}
+    for s, c in zip(plan.slices, circuits):
         path = workdir / f"witness_{c.slice_index}.json"
         if not manifest.done_witness(c.slice_index, path):
-            generate_witness(c, values, path)
+            generate_witness(c, [values[t] for t in s.inputs], path)
             manifest.witnesses[str(c.slice_index)] = storage.sha256_file(path)
             manifest.save()
         witnesses.append(witness_record(c.slice_index, path))
-        values = witness_outputs(path)
+        values.update(zip(s.outputs, witness_output_tensors(path)))
     return witnesses
 
 

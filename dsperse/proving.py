@@ -23,10 +23,14 @@ from .errors import MissingArtifactError, ProofError
 
 
 def generate_witness(circuit: Circuit, values: Sequence, out: Path) -> Witness:
-    """Witness for one slice; ``values`` are floats (slice 0) or the previous slice's output felts."""
+    """Witness for one slice; ``values`` are floats (the model input) or producers' output felts.
+
+    A flat list feeds a slice's only input; a list of lists feeds each input in order.
+    """
     out = Path(out)
     data = out.with_name(out.stem + ".input.json")
-    storage.write_json(data, {"input_data": [list(values)]})
+    per_input = [list(v) for v in values] if values and isinstance(values[0], (list, tuple)) else [list(values)]
+    storage.write_json(data, {"input_data": per_input})
     with storage.atomic_path(out) as tmp:
         _ezkl.call(
             f"gen_witness (slice {circuit.slice_index})", ProofError, ezkl.gen_witness,
@@ -47,8 +51,13 @@ def _commit(processed) -> str | None:
 
 
 def witness_outputs(path: Path) -> list[str]:
-    """The slice's output as field elements: exactly what the next slice must consume."""
-    return [f for tensor in storage.read_json(path)["outputs"] for f in tensor]
+    """The slice's outputs as field elements, flattened: exactly what a one-input consumer must read."""
+    return [f for tensor in witness_output_tensors(path) for f in tensor]
+
+
+def witness_output_tensors(path: Path) -> list[list[str]]:
+    """One list of field elements per output of the slice, in output order."""
+    return [list(tensor) for tensor in storage.read_json(path)["outputs"]]
 
 
 @dataclass(frozen=True)

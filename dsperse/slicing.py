@@ -198,16 +198,37 @@ def slice_model(
     strategy: Strategy = "balanced",
     cuts: Sequence[int] | None = None,
     input_shape: Sequence[int] | None = None,
-    estimate: Literal["heuristic", "ezkl"] = "heuristic",
+    estimate: Literal["heuristic", "ezkl"] | None = None,
+    max_logrows: int | None = None,
+    max_memory: str | float | None = None,
 ) -> SlicePlan:
     """Slice a model and write ``slice_<i>.onnx`` files plus ``plan.json`` into ``out_dir``.
 
+    ``max_logrows`` (or ``max_memory``, a proving-memory budget such as "4GB" mapped to k by measured peaks)
+    plans a graph of slices that all fit 2^max_logrows rows: ops too big are tiled, small ones merged; see
+    :mod:`dsperse.graph_slicing`. Without a target, ``strategy`` cuts a chain (one tensor per cut).
     ``cuts`` overrides the strategy with explicit node positions (each must be a valid cut).
-    ``estimate="ezkl"`` balances on EZKL's row counts instead of the MAC/element heuristic.
+    ``estimate="ezkl"`` plans on EZKL's row counts (the default with a target) instead of the MAC heuristic.
     """
     lm = model if isinstance(model, LoadedModel) else load_model(model, input_shape)
     if max_slices is not None and max_slices < 1:
         raise SlicingError(f"max_slices must be >= 1, got {max_slices}")
+    if max_memory is not None:
+        from .sizing import logrows_for_memory
+
+        k = logrows_for_memory(max_memory)
+        max_logrows = k if max_logrows is None else min(max_logrows, k)
+    if max_logrows is not None:
+        from .graph_slicing import plan_graph
+        from .sizing import MIN_LOGROWS
+
+        if max_logrows < MIN_LOGROWS or max_logrows > 26:
+            raise SlicingError(f"max_logrows must be between {MIN_LOGROWS} and 26, got {max_logrows}")
+        if cuts is not None or max_slices is not None:
+            raise SlicingError("max_logrows/max_memory plan the cuts themselves; drop cuts= and max_slices=")
+        root = Path(out_dir) if out_dir is not None else lm.path.with_suffix(".slices")
+        return plan_graph(lm, root, max_logrows, estimate=estimate or "ezkl")
+    estimate = estimate or "heuristic"
     info = analyse(lm)
     if estimate == "ezkl":
         info = ezkl_costs(lm, info)
@@ -239,14 +260,15 @@ def slice_model(
 
         storage.write_bytes(path, sub.SerializeToString())
         ops = tuple(n.op_type for n in info.nodes[bounds[i] : bounds[i + 1]])
+        in_shape = info.shapes.get(names[i], lm.input_shape) if i else lm.input_shape
         slices.append(
             Slice(
                 index=i,
                 path=path.resolve(),
-                input_name=names[i],
-                input_shape=info.shapes.get(names[i], lm.input_shape) if i else lm.input_shape,
-                output_name=names[i + 1],
-                output_shape=info.shapes.get(names[i + 1], lm.output_shape),
+                inputs=(names[i],),
+                input_shapes=(tuple(in_shape),),
+                outputs=(names[i + 1],),
+                output_shapes=(tuple(info.shapes.get(names[i + 1], lm.output_shape)),),
                 op_types=ops,
                 cost=int(sum(info.node_costs[bounds[i] : bounds[i + 1]])),
             )
@@ -275,16 +297,22 @@ def _strip_unused_inputs(sub: onnx.ModelProto, keep: str) -> None:
         raise SlicingError(f"slice needs tensors {[i.name for i in extra]} besides {keep!r}; cannot cut here")
 
 
-def reference_outputs(plan: SlicePlan, x: np.ndarray) -> list[np.ndarray]:
-    """Run the slices one after another with onnxruntime; returns each slice's output."""
+def reference_tensors(plan: SlicePlan, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run the slices in plan order with onnxruntime; returns every tensor that crosses a slice boundary."""
     import onnxruntime as ort
 
-    outs, cur = [], x
+    values = {plan.input_name: np.asarray(x, np.float32).reshape(plan.input_shape)}
     for s in plan.slices:
         sess = ort.InferenceSession(str(s.path), providers=["CPUExecutionProvider"])
-        cur = sess.run([s.output_name], {s.input_name: cur.astype(np.float32).reshape(s.input_shape)})[0]
-        outs.append(cur)
-    return outs
+        feeds = {t: values[t].astype(np.float32).reshape(shape) for t, shape in zip(s.inputs, s.input_shapes)}
+        values.update(zip(s.outputs, sess.run(list(s.outputs), feeds)))
+    return values
+
+
+def reference_outputs(plan: SlicePlan, x: np.ndarray) -> list[np.ndarray]:
+    """Each slice's first output, chained through the plan (the last one is the model's output)."""
+    values = reference_tensors(plan, x)
+    return [values[s.outputs[0]] for s in plan.slices]
 
 
 def reference_model_output(model_path: Path, x: np.ndarray, input_shape: Sequence[int] | None = None) -> np.ndarray:

@@ -77,7 +77,7 @@ def verify(
             raise VerificationError(f"slice {c.slice_index}: proof rejected", c.slice_index)
         proofs.append(proof)
 
-    check_links(proofs, circuits)
+    check_links(proofs, circuits, run.plan.edges)
 
     n_in, n_out = int(np.prod(run.plan.input_shape)), int(np.prod(run.plan.output_shape))
     in_felts, out_felts = public_io(proofs, circuits, n_in, n_out)

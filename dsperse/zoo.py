@@ -111,6 +111,94 @@ def transformer():
     return Block(), (1, 4, 8)
 
 
+@_register("lenet_cifar")
+def lenet_cifar():
+    """LeNet-5 on 3x32x32 CIFAR input: a classic small CNN with MaxPool, a realistic benchmark workload."""
+    torch, nn = _torch()
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        ),
+        (1, 3, 32, 32),
+    )
+
+
+def _cifar_cnn(nn, c: int):
+    return nn.Sequential(
+        nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(c * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+    )
+
+
+@_register("cifar32")
+def cifar32():
+    """A wider 32-channel CIFAR CNN whose whole circuit is large: where slicing pays off (benchmarks)."""
+    torch, nn = _torch()
+    return _cifar_cnn(nn, 32), (1, 3, 32, 32)
+
+
+@_register("cifar64")
+def cifar64():
+    """``cifar32`` with 64 channels: the largest zoo CNN, for scaling benchmarks."""
+    torch, nn = _torch()
+    return _cifar_cnn(nn, 64), (1, 3, 32, 32)
+
+
+@_register("mlp_gemm_wide")
+def mlp_gemm_wide():
+    """An MLP dominated by one wide 256x256 Gemm: a single layer too big to split further (benchmarks)."""
+    torch, nn = _torch()
+    return (
+        nn.Sequential(nn.Linear(16, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 4)),
+        (1, 16),
+    )
+
+
+@_register("resblock")
+def resblock():
+    """A ResNet basic block (no BatchNorm) on 8 channels of 8x8: a realistic-size skip connection."""
+    torch, nn = _torch()
+
+    class ResBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Linear(8 * 8 * 8, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            y = torch.relu(self.conv2(torch.relu(self.conv1(x))) + x)
+            return self.head(y.flatten(1))
+
+    return ResBlock(), (1, 3, 8, 8)
+
+
+@_register("cnn_tiled")
+def cnn_tiled():
+    """A Conv over 2^15 rows with small tiles: the default suite's tiled graph plan at max_logrows=15."""
+    torch, nn = _torch()
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)), (1, 3, 12, 12)
+
+
+@_register("wide_boundary")
+def wide_boundary():
+    """A 3-slice chain whose two boundaries hold 33,000 elements: two commitment columns each at k=15."""
+    torch, nn = _torch()
+
+    class Wide(nn.Module):
+        def forward(self, x):
+            y = x.reshape(1, 4, 1).expand(1, 4, 8250).reshape(1, 33000)
+            z = -y
+            return z[:, -4:] + z[:, :4]
+
+    return Wide(), (1, 4)
+
+
 def export(name: str, path: Path | str, seed: int = 0) -> Path:
     """Build model ``name`` with seeded weights and export it to ``path`` (opset 18, which tract is tested on)."""
     torch, _ = _torch()

@@ -65,3 +65,30 @@ def mlp_circuits(mlp_plan, mlp_input, cache_dir):
 def mlp_run(mlp_plan, mlp_circuits, mlp_input, tmp_path_factory) -> dsperse.Run:
     """A real, honest 3-slice run of the zoo MLP (EZKL proofs at k=15). Treat as read-only."""
     return dsperse.prove(mlp_plan, mlp_input, tmp_path_factory.mktemp("mlp-run"), circuits=mlp_circuits, job_id="job-1", progress=False)
+
+
+@pytest.fixture(scope="session")
+def graph_plan(zoo_model, tmp_path_factory) -> dsperse.SlicePlan:
+    """The zoo's cnn_tiled planned at max_logrows=15: a source slice, Conv tiles, a merge (a graph, not a chain)."""
+    return dsperse.slice(zoo_model("cnn_tiled"), tmp_path_factory.mktemp("cnn-tiled-slices"), max_logrows=15)
+
+
+@pytest.fixture(scope="session")
+def graph_run(graph_plan, cache_dir, tmp_path_factory) -> dsperse.Run:
+    """A real proven run of the tiled graph plan (k=15). Treat as read-only."""
+    x = np.random.default_rng(3).standard_normal(graph_plan.input_shape).astype(np.float32)
+    return dsperse.prove(graph_plan, x, tmp_path_factory.mktemp("graph-run"), cache=cache_dir, job_id="graph-1", progress=False)
+
+
+@pytest.fixture(scope="session")
+def wide_run(zoo_model, cache_dir, tmp_path_factory) -> dsperse.Run:
+    """A 3-slice chain at k=15 whose boundaries hold 33,000 elements: two commitment columns on each side.
+
+    Rows over 2^15 are folded into more columns (``fold_rows``), which is how a boundary outgrows one column.
+    """
+    plan = dsperse.slice(zoo_model("wide_boundary"), tmp_path_factory.mktemp("wide-slices"), cuts=[3, 4])
+    config = dsperse.CircuitConfig(logrows=15, fold_rows=True)
+    circuits = dsperse.compile(plan, cache=cache_dir, config=config)
+    x = np.array([[0.5, -1.0, 0.25, 2.0]], np.float32)
+    return dsperse.prove(plan, x, tmp_path_factory.mktemp("wide-run"), circuits=circuits, config=config, job_id="wide-1",
+                         progress=False)  # fmt: skip

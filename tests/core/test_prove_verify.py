@@ -13,7 +13,7 @@ import dsperse
 from dsperse import storage
 from dsperse.artifacts import Run, SliceProof
 from dsperse.errors import LinkError, VerificationError
-from dsperse.linking import commitments
+from dsperse.linking import links, proof_bytes
 from dsperse.proving import ProveTask, generate_witness, prove_slice, witness_outputs
 from dsperse.slicing import reference_model_output
 
@@ -45,10 +45,13 @@ def test_three_slices_prove_verify_and_match_onnxruntime(mlp_run, mlp_input, zoo
 
 
 def test_boundary_commitments_line_up(mlp_run):
-    proofs = [json.loads(p.path.read_text()) for p in mlp_run.proofs]
-    cs = [commitments(p, c) for p, c in zip(proofs, mlp_run.circuits)]
-    assert cs[0].output == cs[1].input and cs[1].output == cs[2].input
-    assert cs[0].output != cs[1].output  # the middle slice commits to two different tensors
+    raw = [proof_bytes(json.loads(p.path.read_text())) for p in mlp_run.proofs]
+    ls = links(mlp_run.circuits, mlp_run.plan.edges)
+    assert [(ln.producer_offset, ln.consumer_offset, ln.length) for ln in ls] == [(0, 0, 64), (64, 0, 64)]
+    for ln in ls:
+        e = ln.edge
+        assert raw[e.producer][ln.producer_offset : ln.producer_offset + 64] == raw[e.consumer][ln.consumer_offset : ln.consumer_offset + 64]
+    assert raw[1][0:64] != raw[1][64:128]  # the middle slice commits to two different tensors
 
 
 def test_flipped_proof_byte_is_rejected(mlp_run, tmp_path):

@@ -1,0 +1,138 @@
+"""Scale: the whole model, a `layers` chain and tiled graph plans at several k, side by side on one model.
+
+    .venv/bin/python benchmarks/bench_scale.py --model lenet_cifar --modes tiled:17,tiled:18
+    .venv/bin/python benchmarks/bench_scale.py --model lenet_cifar --modes whole,layers:5,tiled:17   # needs ~23 GB
+
+Per mode: slices and distinct circuits, logrows per slice, total and largest rows, pk bytes, compile+setup
+time, the largest slice's prove time (the critical path on a cluster), the sum of prove times (the work on
+one box), and the peak RSS of the largest prover. Every slice is proven in its own child process, one at a
+time, so each peak RSS is that proof's own and no two proofs share the 2 cores. Keys go to a fresh cache
+(setup is measured); dev SRS files are shared from the normal cache. Results: benchmarks/out/scale-*.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD = """
+import json, resource, sys
+from pathlib import Path
+from dsperse.proving import ProveTask, prove_slice
+t = json.loads(sys.argv[1])
+p = prove_slice(ProveTask(t["slice_index"], Path(t["witness"]), Path(t["compiled"]), Path(t["pk"]), Path(t["srs"]), Path(t["out"])))
+print(json.dumps({"seconds": p.seconds, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def _plan(mode: str, path: Path, out: Path):
+    import dsperse
+
+    kind, _, arg = mode.partition(":")
+    if kind == "whole":
+        return dsperse.slice(path, out, cuts=[])
+    if kind == "layers":
+        return dsperse.slice(path, out, strategy="layers", max_slices=int(arg or 5))
+    if kind == "tiled":
+        return dsperse.slice(path, out, max_logrows=int(arg))
+    raise SystemExit(f"unknown mode {mode!r}: whole, layers[:N], tiled:K")
+
+
+def measure(model: str, mode: str, workdir: Path) -> dict:
+    import dsperse
+    from dsperse import srs as srs_mod, zoo
+    from dsperse.circuits import compile_plan
+    from dsperse.pipeline import Manifest, prepare_witnesses
+
+    wd = workdir / mode.replace(":", "-")
+    cache = wd / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    if not (cache / "srs").exists():
+        (cache / "srs").symlink_to(srs_mod.cache_dir() / "srs", target_is_directory=True)
+    path = zoo.export(model, wd / f"{model}.onnx")
+    t0 = time.perf_counter()
+    plan = _plan(mode, path, wd / "slices")
+    t_slice = time.perf_counter() - t0
+    print(plan.describe(), flush=True)
+    x = np.random.default_rng(0).standard_normal(plan.input_shape).astype(np.float32)
+    t0 = time.perf_counter()
+    circuits = compile_plan(plan, cache=cache)
+    t_compile = time.perf_counter() - t0
+    run_dir = wd / "run"
+    run_dir.mkdir(exist_ok=True)
+    manifest = Manifest.open(run_dir / "manifest.json", [c.key_id for c in circuits], "bench", None)
+    t0 = time.perf_counter()
+    witnesses = prepare_witnesses(plan, circuits, x, run_dir, manifest)
+    t_witness = time.perf_counter() - t0
+    proofs = []
+    for c, w in zip(circuits, witnesses):
+        task = {"slice_index": c.slice_index, "witness": str(w.path), "compiled": str(c.compiled), "pk": str(c.pk),
+                "srs": str(c.srs), "out": str(run_dir / f"proof_{c.slice_index}.json")}  # fmt: skip
+        res = subprocess.run([sys.executable, "-c", CHILD, json.dumps(task)], capture_output=True, text=True, cwd=ROOT)
+        if res.returncode != 0:
+            raise SystemExit(f"slice {c.slice_index} failed: {res.stderr[-2000:]}")
+        proofs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        print(f"  slice {c.slice_index}: k={c.logrows} rows={c.num_rows:,} prove {proofs[-1]['seconds']:.1f}s "
+              f"peak {proofs[-1]['peak_rss'] / 1e9:.2f} GB", flush=True)
+    from dsperse.pipeline import finish_run
+    from dsperse.artifacts import SliceProof
+    from dsperse import storage
+
+    records = [SliceProof(c.slice_index, run_dir / f"proof_{c.slice_index}.json",
+                          storage.sha256_file(run_dir / f"proof_{c.slice_index}.json"), p["seconds"])
+               for c, p in zip(circuits, proofs)]  # fmt: skip
+    run = finish_run(plan, circuits, witnesses, records, run_dir, None)
+    t0 = time.perf_counter()
+    dsperse.verify(run, reference=True)
+    t_verify = time.perf_counter() - t0
+    largest = max(range(len(circuits)), key=lambda i: (circuits[i].num_rows, proofs[i]["seconds"]))
+    return {
+        "model": model, "mode": mode, "slices": len(plan.slices), "circuits": len({c.key_id for c in circuits}),
+        "edges": len(plan.edges), "logrows": [c.logrows for c in circuits], "rows": [c.num_rows for c in circuits],
+        "pk_bytes": sum(c.pk.stat().st_size for c in {c.key_id: c for c in circuits}.values()),
+        "slice_s": t_slice, "compile_setup_s": t_compile, "witness_s": t_witness, "verify_s": t_verify,
+        "prove_s": [p["seconds"] for p in proofs], "largest_rows_prove_s": proofs[largest]["seconds"],
+        "max_prove_s": max(p["seconds"] for p in proofs), "sum_prove_s": sum(p["seconds"] for p in proofs),
+        "max_peak_rss": max(p["peak_rss"] for p in proofs),
+    }
+
+
+def table(results: list[dict]) -> str:
+    head = ("| mode | slices / circuits | logrows | total rows | largest rows | pk total | compile+setup | largest slice prove "
+            "| sum of proves | peak RSS (largest prover) |\n|---|---|---|---|---|---|---|---|---|---|")
+    rows = [
+        f"| {r['mode']} | {r['slices']} / {r['circuits']} | {sorted(set(r['logrows']))} | {sum(r['rows']):,} | "
+        f"{max(r['rows']):,} | {r['pk_bytes'] / 1e9:.2f} GB | {r['compile_setup_s']:.0f} s | {r['max_prove_s']:.1f} s | "
+        f"{r['sum_prove_s']:.0f} s | {r['max_peak_rss'] / 1e9:.2f} GB |"
+        for r in results
+    ]
+    return "\n".join([head, *rows])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="lenet_cifar")
+    p.add_argument("--modes", default="tiled:17,tiled:18", help="comma list of whole, layers[:N], tiled:K")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/dsperse-bench-scale"))
+    a = p.parse_args()
+    results = []
+    for mode in a.modes.split(","):
+        results.append(measure(a.model, mode, a.workdir))
+        print(table(results), flush=True)
+    out = ROOT / "benchmarks" / "out" / f"scale-{a.model}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": f"{platform.node()} {platform.processor()} {resource.getpagesize()}",
+                               "results": results}, indent=1))  # fmt: skip
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Plan a model as a graph of slices, every one within a target circuit size.
+
+The planner tiles every op too big for the target (:mod:`dsperse.tiling`), lays the rewritten graph out in
+topological order with each tile's nodes together, and cuts it into consecutive pieces, each as large as the
+target allows. A piece may read and write several tensors: each is an edge of the slice graph, committed on
+both sides and linked on every column. A skip connection is one more edge, so residual blocks are cut
+where it pays. EZKL's own row count then checks every slice; a slice over the target is tiled finer (or cut
+smaller) and the plan is made again.
+
+The model's input reaches the circuits through ONE slice (its public instances are the receipt's input): when
+several slices read it, a cheap Identity "source" slice publishes it and commits it for all of them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import helper
+from onnx.utils import Extractor
+
+from . import sizing, storage
+from .artifacts import Slice, SlicePlan
+from .errors import SlicingError
+from .model import LoadedModel
+from .tiling import tile_model
+
+log = logging.getLogger(__name__)
+
+SOURCE_SUFFIX = "::source"
+MAX_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class _Piece:
+    nodes: tuple[int, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    cost: int
+
+
+def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str = "ezkl") -> SlicePlan:
+    """Slice ``lm`` so that every slice fits ``2^max_logrows`` rows; write the slices and ``plan.json`` to ``root``."""
+    from .slicing import _node_cost
+
+    budget = sizing.row_budget(max_logrows)
+    forced: dict[str, int] = {}
+    shrink = 1.0
+    for round_ in range(MAX_ROUNDS):
+        shapes = _shapes(lm.proto)
+        proto, groups = tile_model(lm.proto, int(budget * 0.9), lambda n: _node_cost(n, shapes), forced=forced)
+        proto = _with_source(proto, lm.input_name)
+        shapes = _shapes(proto)
+        pieces = _cut(proto, lm, {n.name: _node_cost(n, shapes) for n in proto.graph.node}, int(budget * shrink))
+        pieces = _add_source_if_needed(proto, pieces, lm.input_name)
+        rows = _measure(proto, pieces) if estimate == "ezkl" else [p.cost for p in pieces]
+        over = [(p, r) for p, r in zip(pieces, rows) if r > budget]
+        if not over:
+            break
+        log.info("plan round %d: %d slices over %d rows (%s); tiling finer", round_ + 1, len(over), budget,
+                 ", ".join(f"{r:,} vs estimated {p.cost:,}" for p, r in over))
+        for p, r in over:
+            names = {proto.graph.node[j].name for j in p.nodes}
+            tiles_in = [(g, t) for g in groups for t in g.tiles if set(t) & names]
+            if len(tiles_in) == 1 and set(tiles_in[0][1]) >= names - {"dsperse::source"} - {g.concat for g in groups}:
+                g, members = tiles_in[0]  # one tile alone is too big: more tiles for its op
+                a, b = g.ranges[g.tiles.index(members)]
+                width = b - a
+                if width == 1:
+                    raise SlicingError(
+                        f"op {g.op_type} {g.op!r}: one output {'channel' if g.op_type == 'Conv' else 'column'} alone "
+                        f"needs {r:,} rows (k={sizing.logrows_for(r)}), over max_logrows={max_logrows} ({budget:,} rows). "
+                        "Channel/column tiling cannot go finer (spatial tiling is not implemented yet); "
+                        f"raise max_logrows to {sizing.logrows_for(r)}."
+                    )
+                forced[g.op] = math.ceil(len(g.ranges) * r / budget * 1.1)
+            elif len([j for j in p.nodes if proto.graph.node[j].op_type not in ("Identity", "Concat")]) > 1:
+                shrink = min(shrink, 0.95 * shrink * budget / r)  # the estimate packed too much: pack less
+                for g, _ in tiles_in:  # and make its tiles match what EZKL counts
+                    forced[g.op] = max(forced.get(g.op, len(g.ranges)), math.ceil(len(g.ranges) * r / max(p.cost, 1)))
+            else:
+                node = proto.graph.node[p.nodes[0]]
+                raise SlicingError(
+                    f"op {node.op_type} {node.name!r} alone needs {r:,} rows (k={sizing.logrows_for(r)}), over the target "
+                    f"max_logrows={max_logrows} ({budget:,} rows), and dsperse cannot tile it (no constant weights, or one "
+                    "output channel). Raise max_logrows or change the model."
+                )
+    else:
+        raise SlicingError(f"could not fit every slice within max_logrows={max_logrows} after {MAX_ROUNDS} rounds")
+
+    root.mkdir(parents=True, exist_ok=True)
+    shapes = _shapes(proto)
+    tile_of = {name: g.describe(t) for g in groups for t, members in enumerate(g.tiles) for name in members}
+    extractor = Extractor(proto)
+    slices = []
+    for i, (p, r) in enumerate(zip(pieces, rows)):
+        sub = extractor.extract_model(list(p.inputs), list(p.outputs))
+        path = root / f"slice_{i}.onnx"
+        storage.write_bytes(path, sub.SerializeToString())
+        nodes = [proto.graph.node[j] for j in p.nodes]
+        tiles = sorted({tile_of[n.name] for n in nodes if n.name in tile_of})
+        slices.append(
+            Slice(
+                index=i, path=path.resolve(), inputs=p.inputs, input_shapes=tuple(shapes[t] for t in p.inputs),
+                outputs=p.outputs, output_shapes=tuple(shapes[t] for t in p.outputs),
+                op_types=tuple(n.op_type for n in nodes), cost=int(r), tile="; ".join(tiles),
+            )
+        )
+    plan = SlicePlan(
+        model_path=lm.path.resolve(), model_sha256=lm.sha256, root=root.resolve(), input_name=lm.input_name,
+        input_shape=lm.input_shape, output_name=lm.output_name, output_shape=lm.output_shape, strategy="target",
+        slices=slices, max_logrows=max_logrows,
+    )
+    plan.save()
+    log.info("planned %s at max_logrows=%d: %d slices, %d tiled ops", lm.path.name, max_logrows, len(slices), len(groups))
+    return plan
+
+
+def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    g = proto.graph
+    out = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in [*g.value_info, *g.input, *g.output]}
+    out.update({i.name: tuple(i.dims) for i in g.initializer})
+    return out
+
+
+def _static(proto: onnx.ModelProto) -> set[str]:
+    static = {i.name for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant" or (n.input and all((not t) or t in static for t in n.input)):
+            static.update(n.output)
+    return static
+
+
+def _with_source(proto: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
+    """Put an Identity right after the model input; it becomes a slice of its own only when needed."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    src = input_name + SOURCE_SUFFIX
+    for n in out.graph.node:
+        for k, t in enumerate(n.input):
+            if t == input_name:
+                n.input[k] = src
+    ident = helper.make_node("Identity", [input_name], [src], name="dsperse::source")
+    nodes = [ident, *out.graph.node]
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return onnx.shape_inference.infer_shapes(out, strict_mode=True)
+
+
+def _cut(proto: onnx.ModelProto, lm: LoadedModel, cost: dict[str, int], budget: int) -> list[_Piece]:
+    """Consecutive pieces of the node order, each as large as ``budget`` allows (greedy; the source alone)."""
+    static = _static(proto)
+    nodes = [j for j, n in enumerate(proto.graph.node) if not all(o in static for o in n.output)]
+    groups: list[list[int]] = [[nodes[0]]]  # the source Identity
+    cur: list[int] = []
+    cur_cost = 0
+    for j in nodes[1:]:
+        c = cost[proto.graph.node[j].name]
+        if cur and cur_cost + c > budget:
+            groups.append(cur)
+            cur, cur_cost = [], 0
+        cur.append(j)
+        cur_cost += c
+    if cur:
+        groups.append(cur)
+    return _pieces(proto, groups, static, lm.output_name, cost)
+
+
+def _pieces(proto, groups: list[list[int]], static: set[str], output_name: str, cost: dict[str, int]) -> list[_Piece]:
+    owner = {}
+    for gi, members in enumerate(groups):
+        for j in members:
+            for o in proto.graph.node[j].output:
+                owner[o] = gi
+    readers: dict[str, set[int]] = {}
+    for gi, members in enumerate(groups):
+        for j in members:
+            for t in proto.graph.node[j].input:
+                if t and t not in static:
+                    readers.setdefault(t, set()).add(gi)
+    pieces = []
+    for gi, members in enumerate(groups):
+        ins = _unique(t for j in members for t in proto.graph.node[j].input
+                      if t and t not in static and owner.get(t) != gi)  # fmt: skip
+        outs = _unique(o for j in members for o in proto.graph.node[j].output
+                       if o == output_name or readers.get(o, set()) - {gi})  # fmt: skip
+        pieces.append(_Piece(tuple(members), tuple(ins), tuple(outs), sum(cost[proto.graph.node[j].name] for j in members)))
+    if output_name not in pieces[-1].outputs or len(pieces[-1].outputs) != 1:
+        raise SlicingError(f"the model output {output_name!r} is not produced by the last slice alone; cannot plan this graph")
+    return pieces
+
+
+def _unique(xs) -> list[str]:
+    seen: list[str] = []
+    for x in xs:
+        if x not in seen:
+            seen.append(x)
+    return seen
+
+
+def _add_source_if_needed(proto: onnx.ModelProto, pieces: list[_Piece], input_name: str) -> list[_Piece]:
+    """Keep the source slice only when several slices read the model input, or its reader reads more."""
+    src = input_name + SOURCE_SUFFIX
+    readers = [p for p in pieces[1:] if src in p.inputs]
+    if len(readers) == 1 and readers[0] is pieces[1] and readers[0].inputs == (src,):
+        merged = _Piece(pieces[0].nodes + pieces[1].nodes, (input_name,), pieces[1].outputs, pieces[1].cost)
+        return [merged, *pieces[2:]]
+    return pieces
+
+
+def _measure(proto: onnx.ModelProto, pieces: list[_Piece]) -> list[int]:
+    """EZKL's row count of every piece (``gen_settings``, fixed weights)."""
+    import ezkl
+
+    from . import _ezkl
+
+    extractor = Extractor(proto)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dsperse-plan-") as d:
+        for i, p in enumerate(pieces):
+            path, settings = Path(d) / f"p{i}.onnx", Path(d) / f"p{i}.json"
+            onnx.save(extractor.extract_model(list(p.inputs), list(p.outputs)), str(path))
+            _ezkl.call(f"gen_settings (row count of slice {i})", SlicingError, ezkl.gen_settings, str(path), str(settings),
+                       py_run_args=_ezkl.run_args(param_visibility="fixed"))  # fmt: skip
+            rows.append(int(storage.read_json(settings)["num_rows"]))
+    return rows
+

@@ -1,0 +1,186 @@
+"""Graph plans within a target circuit size: tiling, the slice graph, every edge and column linked (issue 10)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import dsperse
+from dsperse import circuits as circuits_mod, sizing, storage
+from dsperse.artifacts import Run, SliceProof
+from dsperse.errors import AggregationError, LinkError, SlicingError
+from dsperse.linking import links, proof_bytes
+from dsperse.model import load_model
+from dsperse.proving import ProveTask, generate_witness, prove_slice, witness_output_tensors
+from dsperse.slicing import _node_cost, reference_model_output, reference_tensors
+from dsperse.tiling import tile_model
+
+
+def _ort(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("name", ["cnn_tiled", "lenet_cifar", "mlp_gemm_wide", "resblock", "transformer", "residual"])
+def test_tiling_every_tileable_op_keeps_the_function(zoo_model, name):
+    """With a tiny budget every Conv/Gemm/MatMul with weights is tiled; onnxruntime gives the same output."""
+    lm = load_model(zoo_model(name))
+    shapes = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in lm.proto.graph.value_info}
+    tiled, groups = tile_model(lm.proto, 1, lambda n: _node_cost(n, shapes) + 1)
+    assert groups, f"{name}: nothing was tiled"
+    assert all(len(g.ranges) >= 2 for g in groups)
+    x = np.random.default_rng(0).standard_normal(lm.input_shape).astype(np.float32)
+    np.testing.assert_allclose(_ort(tiled, x), _ort(lm.proto, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "k"), [("cnn_tiled", 15), ("lenet_cifar", 17), ("mlp_gemm_wide", 15), ("resblock", 15)])
+def test_tiled_plan_chained_equals_whole_model(zoo_model, tmp_path, name, k):
+    path = zoo_model(name)
+    plan = dsperse.slice(path, tmp_path / "p", max_logrows=k)
+    assert all(s.cost <= sizing.row_budget(k) for s in plan.slices), plan.describe()
+    x = np.random.default_rng(1).standard_normal(plan.input_shape).astype(np.float32)
+    got = reference_tensors(plan, x)[plan.output_name]
+    np.testing.assert_allclose(got, reference_model_output(path, x), rtol=1e-5, atol=1e-5)
+    assert plan.consumes_model_input(0) and sum(plan.consumes_model_input(i) for i in range(len(plan.slices))) == 1
+    assert plan.produces_model_output(len(plan.slices) - 1)
+
+
+def test_lenet_plan_is_a_graph_of_tiles(zoo_model, tmp_path):
+    """The first Conv (393 k rows as one slice) is cut into output-channel tiles that all read one source slice."""
+    plan = dsperse.slice(zoo_model("lenet_cifar"), tmp_path / "p", max_logrows=17)
+    assert not plan.is_chain and plan.max_logrows == 17
+    tiles = [s for s in plan.slices if "/0/Conv" in s.tile]
+    assert len(tiles) >= 3
+    assert plan.slices[0].op_types == ("Identity",)  # the source publishes the input once for every tile
+    for t in tiles:  # every tile reads the source's committed copy of the input
+        assert any(e.producer == 0 and e.consumer == t.index for e in plan.edges)
+    text = plan.describe()
+    assert "a graph" in text and "out-channels" in text and f"{len(plan.slices)} slices" in text
+    assert dsperse.SlicePlan.load(plan.root).edges == plan.edges  # the graph survives plan.json
+
+
+def test_chain_is_the_special_case(mlp_plan):
+    assert mlp_plan.is_chain
+    assert [(e.producer, e.consumer) for e in mlp_plan.edges] == [(0, 1), (1, 2)]
+
+
+def test_planner_refuses_an_op_that_cannot_fit_and_names_it(zoo_model, tmp_path):
+    with pytest.raises(SlicingError, match=r"Conv '/0/Conv'.*needs [\d,]+ rows \(k=17\).*raise max_logrows to 17"):
+        dsperse.slice(zoo_model("lenet_cifar"), tmp_path / "p", max_logrows=16)
+
+
+def test_bad_targets_are_refused(zoo_model, tmp_path):
+    with pytest.raises(SlicingError, match="max_logrows must be between"):
+        dsperse.slice(zoo_model("mlp"), tmp_path / "a", max_logrows=12)
+    with pytest.raises(SlicingError, match="below the smallest circuit"):
+        dsperse.slice(zoo_model("mlp"), tmp_path / "b", max_memory="10MB")
+    with pytest.raises(SlicingError, match="cannot read a memory size"):
+        dsperse.slice(zoo_model("mlp"), tmp_path / "c", max_memory="lots")
+
+
+def test_memory_budget_maps_to_the_largest_k_whose_peak_fits():
+    assert sizing.logrows_for_memory("1.5GB") == 17
+    assert sizing.logrows_for_memory("4GB") == 18
+    assert sizing.logrows_for_memory(sizing.peak_bytes(16)) == 16
+    assert sizing.parse_bytes("512MiB") == 512 * 1024**2
+
+
+# -- real proofs ---------------------------------------------------------------------------------------
+
+
+def _swap_proof(run: Run, index: int, path: Path, tmp_path: Path) -> Run:
+    dest = tmp_path / f"proof_{index}.json"
+    shutil.copy(path, dest)
+    proofs = [SliceProof(index, dest, storage.sha256_file(dest), 0.0) if p.slice_index == index else p for p in run.proofs]
+    receipt = dataclasses.replace(run.receipt, proof_hashes=tuple(p.sha256 for p in proofs))
+    return dataclasses.replace(run, proofs=proofs, receipt=receipt)
+
+
+def _reprove_on_other_input(run: Run, index: int, tmp_path: Path, which: int = -1) -> Path:
+    """A valid proof of slice ``index`` on inputs whose element ``which`` of its first input was changed."""
+    plan, c = run.plan, run.circuits[index]
+    values = {}
+    for s, w in zip(plan.slices, run.witnesses):
+        values.update(zip(s.outputs, witness_output_tensors(w.path)))
+    feeds = [list(values[t]) for t in plan.slices[index].inputs]
+    feeds[0][which] = feeds[0][which - 1] if feeds[0][which] != feeds[0][which - 1] else "01" + "00" * 31
+    w = generate_witness(c, feeds, tmp_path / "w_forged.json")
+    out = tmp_path / "forged.json"
+    prove_slice(ProveTask.for_slice(c, w.path, out))
+    return out
+
+
+@pytest.mark.slow
+def test_graph_run_verifies_against_onnxruntime(graph_run):
+    plan = graph_run.plan
+    assert not plan.is_chain and len(plan.edges) > len(plan.slices) - 1
+    assert {c.logrows for c in graph_run.circuits} == {15}
+    assert dsperse.verify(graph_run, reference=True, job_id="graph-1")
+    assert len(links(graph_run.circuits, plan.edges)) == len(plan.edges)
+
+
+@pytest.mark.slow
+def test_graph_swapped_intermediate_on_a_merge_slice_is_rejected(graph_run, tmp_path):
+    """The last slice reads several tiles; a valid proof of it on another tile value breaks that edge's link."""
+    last = len(graph_run.plan.slices) - 1
+    forged = _reprove_on_other_input(graph_run, last, tmp_path)
+    with pytest.raises(LinkError, match=f"and slice {last}"):
+        dsperse.verify(_swap_proof(graph_run, last, forged, tmp_path))
+
+
+@pytest.mark.slow
+def test_multi_column_middle_slice_links_honestly(wide_run):
+    """Slice 1's input and output both span two columns; every column is linked and the run verifies."""
+    lay = wide_run.circuits[1].layout
+    assert [(t.role, t.columns, t.offset) for t in lay] == [("input", 2, 0), ("output", 2, 128)]
+    ls = links(wide_run.circuits, wide_run.plan.edges)
+    assert [(ln.producer_offset, ln.consumer_offset, ln.length) for ln in ls] == [(0, 0, 128), (128, 0, 128)]
+    # the witness's own commitment lists agree with the layout derived from settings
+    w = json.loads(Path(wide_run.witnesses[1].path).read_text())
+    assert [len(t) for t in w["processed_inputs"]["polycommit"]] == [2]
+    assert [len(t) for t in w["processed_outputs"]["polycommit"]] == [2]
+    assert dsperse.verify(wide_run, reference=True)
+
+
+@pytest.mark.slow
+def test_multi_column_boundary_with_last_element_tampered_is_rejected(wide_run, tmp_path):
+    """Slice 1 re-proven with the LAST of its 33,000 input elements changed: column 0 still matches, column 1 not.
+
+    A check of the first 64 bytes (the old link) would accept this proof.
+    """
+    forged = _reprove_on_other_input(wide_run, 1, tmp_path, which=-1)
+    raw0 = proof_bytes(json.loads(Path(wide_run.proofs[0].path).read_text()))
+    raw1 = proof_bytes(json.loads(forged.read_text()))
+    assert raw0[0:64] == raw1[0:64] and raw0[64:128] != raw1[64:128]
+    with pytest.raises(LinkError, match="column 1 of 2"):
+        dsperse.verify(_swap_proof(wide_run, 1, forged, tmp_path))
+
+
+@pytest.mark.slow
+def test_compile_once_prove_reuses_recorded_settings(graph_plan, graph_run, cache_dir, monkeypatch):
+    """After compile, prove() of the plan finds circuits.json: no calibration, no gen_settings, no setup."""
+    import ezkl
+
+    def refuse(*a, **k):
+        raise AssertionError("gen_settings ran again")
+
+    monkeypatch.setattr(ezkl, "gen_settings", refuse)
+    monkeypatch.setattr(ezkl, "calibrate_settings", refuse)
+    again = circuits_mod.compile_plan(graph_plan, cache=cache_dir)
+    assert [c.key_id for c in again] == [c.key_id for c in graph_run.circuits]
+    assert all(c.reused for c in again)
+
+
+@pytest.mark.slow
+def test_aggregation_refuses_a_graph_plan_before_any_work(graph_plan, monkeypatch):
+    import ezkl
+
+    monkeypatch.setattr(ezkl, "gen_settings", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
+    with pytest.raises(AggregationError, match="graph plan"):
+        dsperse.prove(graph_plan, np.zeros(graph_plan.input_shape, np.float32), aggregate=True, progress=False)
