@@ -171,7 +171,9 @@ class SlicePlan:
             raise MissingArtifactError("slice plan", path)
         data = storage.read_json(path)
         if data["slices"] and "inputs" not in data["slices"][0]:
-            raise MissingArtifactError("slice plan in the current format (slice it again)", path)
+            from .errors import SlicingError
+
+            raise SlicingError(f"{path} was written by an older dsperse (one input/output per slice); slice the model again")
         plan = _from_dict(cls, data)
         plan.slices = [Slice.from_json(s) for s in data["slices"]]
         return plan

@@ -71,7 +71,7 @@ def describe_plan(plan: "SlicePlan", circuits: "list[Circuit] | None" = None) ->
         c = by_index.get(s.index)
         rows = c.num_rows if c else s.cost
         k = c.logrows if c else logrows_for(rows)
-        src = ",".join("in" if t == plan.input_name else str(producer.get(t, "?")) for t in s.inputs)
+        src = ",".join(dict.fromkeys("in" if t == plan.input_name else str(producer.get(t, "?")) for t in s.inputs))
         what = s.tile or " ".join(_compact(s.op_types))
         lines.append(f"{s.index:>5}  {rows:>9,}  {k:>2}  {peak_bytes(k) / 1e9:>5.1f}GB  {src:<12}  {what}")
     circuits_n = len({c.key_id for c in circuits}) if circuits else None

@@ -66,25 +66,30 @@ def cnn_wide():
     )
 
 
-@_register("residual")
-def residual():
-    """A conv stem, a residual block (skip connection) and a head: cuts inside the block must be refused."""
+def _residual(cin: int, c: int, hw: int, out: int):
+    """stem Conv -> ReLU -> [Conv -> ReLU -> Conv] + skip -> ReLU -> Linear head."""
     torch, nn = _torch()
 
     class Res(nn.Module):
         def __init__(self):
             super().__init__()
-            self.stem = nn.Conv2d(1, 2, 3, padding=1)
-            self.c1 = nn.Conv2d(2, 2, 3, padding=1)
-            self.c2 = nn.Conv2d(2, 2, 3, padding=1)
-            self.head = nn.Linear(2 * 5 * 5, 3)
+            self.stem = nn.Conv2d(cin, c, 3, padding=1)
+            self.c1 = nn.Conv2d(c, c, 3, padding=1)
+            self.c2 = nn.Conv2d(c, c, 3, padding=1)
+            self.head = nn.Linear(c * hw * hw, out)
 
         def forward(self, x):
             x = torch.relu(self.stem(x))
             y = torch.relu(self.c2(torch.relu(self.c1(x))) + x)
             return self.head(y.reshape(y.shape[0], -1))
 
-    return Res(), (1, 1, 5, 5)
+    return Res(), (1, cin, hw, hw)
+
+
+@_register("residual")
+def residual():
+    """A conv stem, a residual block (skip connection) and a head: cuts inside the block must be refused."""
+    return _residual(1, 2, 5, 3)
 
 
 @_register("transformer")
@@ -160,22 +165,7 @@ def mlp_gemm_wide():
 @_register("resblock")
 def resblock():
     """A ResNet basic block (no BatchNorm) on 8 channels of 8x8: a realistic-size skip connection."""
-    torch, nn = _torch()
-
-    class ResBlock(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Conv2d(3, 8, 3, padding=1)
-            self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
-            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-            self.head = nn.Linear(8 * 8 * 8, 10)
-
-        def forward(self, x):
-            x = torch.relu(self.stem(x))
-            y = torch.relu(self.conv2(torch.relu(self.conv1(x))) + x)
-            return self.head(y.flatten(1))
-
-    return ResBlock(), (1, 3, 8, 8)
+    return _residual(3, 8, 8, 10)
 
 
 @_register("cnn_tiled")
