@@ -85,8 +85,8 @@ def test_bad_targets_are_refused(zoo_model, tmp_path):
 
 
 def test_memory_budget_maps_to_the_largest_k_whose_peak_fits():
-    assert sizing.logrows_for_memory("1.5GB") == 17
-    assert sizing.logrows_for_memory("4GB") == 18
+    assert sizing.logrows_for_memory("4GB") == 17
+    assert sizing.logrows_for_memory("8GB") == 18
     assert sizing.logrows_for_memory(sizing.peak_bytes(16)) == 16
     assert sizing.parse_bytes("512MiB") == 512 * 1024**2
 
