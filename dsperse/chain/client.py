@@ -31,12 +31,12 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
-from .. import storage
-from ..artifacts import Circuit, Run
-from ..errors import ChainError, ChainUnavailableError, TransactionRevertedError
+from .. import linking, storage
+from ..artifacts import Circuit, Edge, Run
+from ..errors import ChainError, ChainUnavailableError, LinkError, TransactionRevertedError
 from .anvil import LocalChain
 from .deployments import Deployments, default_path
-from .toolchain import REPO_ROOT, CompiledContract, compile_solidity
+from .toolchain import EIP170_LIMIT, REPO_ROOT, CompiledContract, compile_solidity
 from .verifiers import slice_verifier
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,10 @@ def expected_hashes(sub: Submission, num_inputs: int, num_outputs: int) -> tuple
 # -- model parameters from circuits ---------------------------------------------------------
 
 
+OnchainLink = tuple[int, int, int, int, int]
+"""A registered link: (producer slice, producer byte offset, consumer slice, consumer byte offset, length in bytes)."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     model_id: str
@@ -190,6 +194,9 @@ class ModelSpec:
     output_scale: int
     num_inputs: int
     num_outputs: int
+    links: tuple[OnchainLink, ...] = ()
+    """The link table the registry checks on every submit: one entry per edge, every column of its tensor.
+    Slices are positions in ``circuits`` (= the verifier list)."""
 
 
 def _instance_shapes(c: Circuit) -> list[list[int]]:
@@ -203,8 +210,18 @@ def _prod(xs: Sequence[int]) -> int:
     return n
 
 
+def _chain_edges(circuits: Sequence[Circuit]) -> list[Edge]:
+    """Chain edges between consecutive circuits, named by their slice indices (which need not start at 0)."""
+    idx = [c.slice_index for c in circuits]
+    return [Edge(e.tensor, idx[e.producer], e.output_index, idx[e.consumer], e.input_index, e.shape)
+            for e in linking.chain_edges(circuits)]  # fmt: skip
+
+
 def model_spec(circuits_or_run: Run | Sequence[Circuit] | Path | str) -> ModelSpec:
-    """What the registry records for a model: its id, scales and public input/output counts."""
+    """What the registry records for a model: its id, scales, public input/output counts and link table.
+
+    The links come from the run's plan (every edge, a graph or a chain); given only circuits, they form a chain.
+    """
     from ..receipts import model_id as compute_model_id
 
     src = circuits_or_run
@@ -213,21 +230,27 @@ def model_spec(circuits_or_run: Run | Sequence[Circuit] | Path | str) -> ModelSp
     circuits = tuple(sorted(src.circuits if isinstance(src, Run) else src, key=lambda c: c.slice_index))
     if not circuits:
         raise ChainError("a model needs at least one slice circuit")
-    for c in circuits[:-1]:
-        if c.output_visibility != "polycommit":
-            raise ChainError(f"slice {c.slice_index} output is {c.output_visibility}; on-chain linking needs polycommit boundaries")
-    for c in circuits[1:]:
-        if c.input_visibility != "polycommit":
-            raise ChainError(f"slice {c.slice_index} input is {c.input_visibility}; on-chain linking needs polycommit boundaries")
     last = circuits[-1]
     if last.output_visibility != "public":
         raise ChainError(f"the last slice's output is {last.output_visibility}; a receipt needs it public")
+    edges = src.plan.edges if isinstance(src, Run) else _chain_edges(circuits)
+    position = {c.slice_index: i for i, c in enumerate(circuits)}
+    try:
+        table = linking.links(circuits, edges)
+    except LinkError as exc:
+        raise ChainError(f"cannot link the slices on chain: {exc}") from exc
+    except KeyError as exc:
+        raise ChainError(f"an edge of the plan names slice {exc.args[0]}, which has no circuit") from exc
+    onchain = tuple(
+        (position[ln.edge.producer], ln.producer_offset, position[ln.edge.consumer], ln.consumer_offset, ln.length)
+        for ln in table
+    )
     first_shapes, last_shapes = _instance_shapes(circuits[0]), _instance_shapes(last)
     num_in = _prod(first_shapes[0]) if circuits[0].input_visibility == "public" and first_shapes else 0
     num_out = _prod(last_shapes[-1]) if last_shapes else 0
     if num_out == 0:
         raise ChainError(f"{last.settings}: no public output shape in model_instance_shapes")
-    return ModelSpec(compute_model_id(circuits), circuits, circuits[0].input_scale, last.output_scale, num_in, num_out)
+    return ModelSpec(compute_model_id(circuits), circuits, circuits[0].input_scale, last.output_scale, num_in, num_out, onchain)
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -275,11 +298,14 @@ class ReceiptChain:
         deployments: Path | str | None = None,
         timeout: float = 120.0,
         owner: LocalChain | None = None,
+        code_size_limit: int | None = None,
     ):
         self.rpc_url = rpc_url
         self.timeout = timeout
         self.owner = owner
         """The anvil this client started (``local()``); stopped by :meth:`close`."""
+        self.code_size_limit = code_size_limit or (owner.code_size_limit if owner is not None else None) or EIP170_LIMIT
+        """Largest verifier runtime code this chain accepts (EIP-170 unless the chain says otherwise)."""
         retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError,), retries=2, backoff_factor=0.1)
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60}, exception_retry_configuration=retry))
         self.account = Account.from_key(private_key) if private_key else None
@@ -434,7 +460,7 @@ class ReceiptChain:
 
     def deploy_verifier(self, circuit: Circuit) -> str:
         """Deploy (once per chain) the EZKL verifier of one slice; returns its address."""
-        v = slice_verifier(Path(circuit.vk), Path(circuit.settings), Path(circuit.srs))
+        v = slice_verifier(Path(circuit.vk), Path(circuit.settings), Path(circuit.srs), size_limit=self.code_size_limit)
         if addr := self._known("verifier", v.key):
             return addr
         addr = self.deploy(v.contract, what=f"deploying the verifier of slice {circuit.slice_index}")
@@ -446,10 +472,11 @@ class ReceiptChain:
         reg = self.registry()
         with self._rpc("reading a model"):
             v, in_s, out_s, n_in, n_out, who = reg.functions.getModel(job_id_bytes(model_id)).call()
-        if not v:
-            return None
+            if not v:
+                return None
+            links = [tuple(int(x) for x in ln) for ln in reg.functions.getLinks(job_id_bytes(model_id)).call()]
         return {"verifiers": list(v), "input_scale": in_s, "output_scale": out_s, "num_inputs": n_in,
-                "num_outputs": n_out, "registrant": who}  # fmt: skip
+                "num_outputs": n_out, "registrant": who, "links": links}  # fmt: skip
 
     def register_model(self, circuits_or_run: Run | Sequence[Circuit] | Path | str) -> str:
         """Deploy the slice verifiers and register the model (idempotent); returns the model id (hex)."""
@@ -461,7 +488,8 @@ class ReceiptChain:
             return spec.model_id
         verifiers = [self.deploy_verifier(c) for c in spec.circuits]
         fn = reg.functions.registerModel(
-            job_id_bytes(spec.model_id), verifiers, spec.input_scale, spec.output_scale, spec.num_inputs, spec.num_outputs
+            job_id_bytes(spec.model_id), verifiers, spec.input_scale, spec.output_scale, spec.num_inputs, spec.num_outputs,
+            [list(ln) for ln in spec.links],
         )
         self.transact(fn, f"registering model {spec.model_id[:12]}")
         return spec.model_id
@@ -469,8 +497,13 @@ class ReceiptChain:
     def _check_same_model(self, spec: ModelSpec, existing: dict) -> None:
         if len(existing["verifiers"]) != len(spec.circuits) or existing["num_outputs"] != spec.num_outputs:
             raise ChainError(f"model {spec.model_id} is registered with a different slice layout: {existing}")
+        if [tuple(ln) for ln in existing.get("links", ())] != list(spec.links):
+            raise ChainError(
+                f"model {spec.model_id} is registered with a different link table ({existing.get('links')}, this model "
+                f"needs {list(spec.links)}): its receipts do not check the links of this plan; do not trust them"
+            )
         for c, addr in zip(spec.circuits, existing["verifiers"]):
-            want = slice_verifier(Path(c.vk), Path(c.settings), Path(c.srs)).contract.deployed_bytecode
+            want = slice_verifier(Path(c.vk), Path(c.settings), Path(c.srs), size_limit=None).contract.deployed_bytecode
             if self.codehash(addr) != _hex32(keccak(hexstr=want)):
                 raise ChainError(
                     f"model {spec.model_id} is registered with a verifier at {addr} for slice {c.slice_index} "

@@ -56,16 +56,20 @@ def verifier_source(vk: Path, settings: Path, srs: Path, *, cache: Path | str | 
     return key, out
 
 
-def slice_verifier(vk: Path, settings: Path, srs: Path, *, cache: Path | str | None = None) -> SliceVerifier:
-    """Generate (cached) and compile (cached) the verifier of one slice; checks the EIP-170 size limit."""
+def slice_verifier(
+    vk: Path, settings: Path, srs: Path, *, cache: Path | str | None = None, size_limit: int | None = EIP170_LIMIT
+) -> SliceVerifier:
+    """Generate (cached) and compile (cached) the verifier of one slice; checks its runtime size against
+    ``size_limit`` (EIP-170 by default; a chain's own limit, e.g. anvil's ``--code-size-limit``; None: no check)."""
     key, sol = verifier_source(vk, settings, srs, cache=cache)
     compiled = compile_solidity({"Verifier.sol": sol})
     if len(compiled) != 1:
         raise ToolchainError(f"{sol}: expected one verifier contract, got {sorted(compiled)}")
     contract = next(iter(compiled.values()))
-    if contract.runtime_size > EIP170_LIMIT:
+    if size_limit is not None and contract.runtime_size > size_limit:
+        which = "the EIP-170 limit" if size_limit == EIP170_LIMIT else "the chain's code size limit"
         raise ChainError(
-            f"verifier for {vk} is {contract.runtime_size} bytes of runtime code, over the EIP-170 limit of "
-            f"{EIP170_LIMIT}; use fewer/smaller slices or a chain without the limit"
+            f"verifier for {vk} is {contract.runtime_size} bytes of runtime code, over {which} of "
+            f"{size_limit}; use fewer/smaller slices or a chain without the limit"
         )
     return SliceVerifier(key=key, source=sol, contract=contract)

@@ -102,7 +102,7 @@ def test_slices_in_wrong_order_are_rejected(chain, model_id, mlp_run):
     sub = submission_from_run(mlp_run, "reordered")
     order = [0, 2, 1]
     reordered = dataclasses.replace(sub, proofs=tuple(sub.proofs[i] for i in order), instances=tuple(sub.instances[i] for i in order))
-    _reverts(chain, reordered, "link mismatch after slice 0")
+    _reverts(chain, reordered, "link mismatch on edge 0")
 
 
 def test_wrong_slice_count_and_unknown_model_are_rejected(chain, model_id, mlp_run):
@@ -125,7 +125,7 @@ def test_swapped_intermediate_fails_the_link_check(chain, model_id, mlp_run, tmp
     assert alone is True
 
     sub = submission_from_run(mlp_run, "swapped-intermediate")
-    _reverts(chain, _replace(sub, 1, proof=forged_proof, instances=forged_inst), "link mismatch after slice 0")
+    _reverts(chain, _replace(sub, 1, proof=forged_proof, instances=forged_inst), "link mismatch on edge 0")
 
 
 def test_slice_proof_from_another_model_is_rejected(chain, model_id, mlp_run, zoo_model, mlp_input, cache_dir, tmp_path):
@@ -135,4 +135,4 @@ def test_slice_proof_from_another_model_is_rejected(chain, model_id, mlp_run, zo
     proof, inst = _proof(prove_slice(ProveTask.for_slice(circuits[0], w.path, tmp_path / "p0.json")).path)
     sub = submission_from_run(mlp_run, "other-model")
     assert inst == sub.instances[0]  # same public input: only the model differs
-    _reverts(chain, _replace(sub, 0, proof=proof, instances=inst), "link mismatch after slice 0")
+    _reverts(chain, _replace(sub, 0, proof=proof, instances=inst), "link mismatch on edge 0")
