@@ -1,7 +1,11 @@
 """Scale: the whole model, a `layers` chain and tiled graph plans at several k, side by side on one model.
 
-    .venv/bin/python benchmarks/bench_scale.py --model lenet_cifar --modes tiled:17,tiled:18
+    .venv/bin/python benchmarks/bench_scale.py --model lenet_cifar --modes tiled:16,tiled:15 --gas
     .venv/bin/python benchmarks/bench_scale.py --model lenet_cifar --modes whole,layers:5,tiled:17   # needs ~23 GB
+    .venv/bin/python benchmarks/bench_scale.py --model cifar16 --modes whole-rows,tiled:16 --gas
+
+``whole-rows`` counts the whole model's rows with EZKL's ``gen_settings`` and sets nothing up: for a model too
+big to set up on this machine. ``--gas`` submits each proven run as one receipt to a fresh local anvil.
 
 Per mode: slices and distinct circuits, logrows per slice, total and largest rows, pk bytes, compile+setup
 time, the largest slice's prove time (the critical path on a cluster), the sum of prove times (the work on
@@ -46,7 +50,25 @@ def _plan(mode: str, path: Path, out: Path):
     raise SystemExit(f"unknown mode {mode!r}: whole, layers[:N], tiled:K")
 
 
-def measure(model: str, mode: str, workdir: Path) -> dict:
+def whole_rows(model: str, workdir: Path) -> dict:
+    """The whole model as one circuit, counted by EZKL (public input and output, fixed weights); no setup."""
+    import ezkl
+
+    from dsperse import _ezkl, sizing, storage, zoo
+
+    wd = workdir / "whole-rows"
+    wd.mkdir(parents=True, exist_ok=True)
+    path = zoo.export(model, wd / f"{model}.onnx")
+    ra = _ezkl.run_args(input_visibility="public", output_visibility="public", param_visibility="fixed")
+    ezkl.gen_settings(str(path), str(wd / "settings.json"), py_run_args=ra)
+    rows = int(storage.read_json(wd / "settings.json")["num_rows"])
+    k = sizing.logrows_for(rows)
+    print(f"whole {model}: {rows:,} rows, k={k}; proving peak ~{sizing.peak_bytes(k) / 1e9:.0f} GB (sizing.PEAK_BYTES)", flush=True)
+    return {"model": model, "mode": "whole-rows", "slices": 1, "circuits": 1, "edges": 0, "logrows": [k], "rows": [rows],
+            "est_peak_rss": sizing.peak_bytes(k)}
+
+
+def measure(model: str, mode: str, workdir: Path, gas: bool = False) -> dict:
     import dsperse
     from dsperse import srs as srs_mod, zoo
     from dsperse.circuits import compile_plan
@@ -94,6 +116,13 @@ def measure(model: str, mode: str, workdir: Path) -> dict:
     dsperse.verify(run, reference=True)
     t_verify = time.perf_counter() - t0
     largest = max(range(len(circuits)), key=lambda i: (circuits[i].num_rows, proofs[i]["seconds"]))
+    gas_used = None
+    if gas:
+        from dsperse import chain as chain_mod
+
+        with chain_mod.local(gas_limit=300_000_000, code_size_limit=10**6, deployments=wd / "deployments.json") as rc:
+            gas_used = rc.submit(run).gas_used
+        print(f"  receipt gas ({len(plan.slices)} slices, {len(plan.edges)} edges): {gas_used:,}", flush=True)
     return {
         "model": model, "mode": mode, "slices": len(plan.slices), "circuits": len({c.key_id for c in circuits}),
         "edges": len(plan.edges), "logrows": [c.logrows for c in circuits], "rows": [c.num_rows for c in circuits],
@@ -101,17 +130,21 @@ def measure(model: str, mode: str, workdir: Path) -> dict:
         "slice_s": t_slice, "compile_setup_s": t_compile, "witness_s": t_witness, "verify_s": t_verify,
         "prove_s": [p["seconds"] for p in proofs], "largest_rows_prove_s": proofs[largest]["seconds"],
         "max_prove_s": max(p["seconds"] for p in proofs), "sum_prove_s": sum(p["seconds"] for p in proofs),
-        "max_peak_rss": max(p["peak_rss"] for p in proofs),
+        "max_peak_rss": max(p["peak_rss"] for p in proofs), "receipt_gas": gas_used,
     }
 
 
 def table(results: list[dict]) -> str:
-    head = ("| mode | slices / circuits | logrows | total rows | largest rows | pk total | compile+setup | largest slice prove "
-            "| sum of proves | peak RSS (largest prover) |\n|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| mode | slices / circuits / edges | logrows | total rows | largest rows | pk total | compile+setup | largest slice prove "
+            "| sum of proves | peak RSS (largest prover) | receipt gas |\n|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def f(r: dict, key: str, fmt: str, scale: float = 1.0) -> str:
+        return "not run" if r.get(key) is None else format(r[key] / scale, fmt)
+
     rows = [
-        f"| {r['mode']} | {r['slices']} / {r['circuits']} | {sorted(set(r['logrows']))} | {sum(r['rows']):,} | "
-        f"{max(r['rows']):,} | {r['pk_bytes'] / 1e9:.2f} GB | {r['compile_setup_s']:.0f} s | {r['max_prove_s']:.1f} s | "
-        f"{r['sum_prove_s']:.0f} s | {r['max_peak_rss'] / 1e9:.2f} GB |"
+        f"| {r['mode']} | {r['slices']} / {r['circuits']} / {r['edges']} | {sorted(set(r['logrows']))} | {sum(r['rows']):,} | "
+        f"{max(r['rows']):,} | {f(r, 'pk_bytes', '.2f', 1e9)} GB | {f(r, 'compile_setup_s', '.0f')} s | {f(r, 'max_prove_s', '.1f')} s | "
+        f"{f(r, 'sum_prove_s', '.0f')} s | {f(r, 'max_peak_rss', '.2f', 1e9)} GB | {f(r, 'receipt_gas', ',')} |"
         for r in results
     ]
     return "\n".join([head, *rows])
@@ -120,17 +153,20 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="lenet_cifar")
-    p.add_argument("--modes", default="tiled:17,tiled:18", help="comma list of whole, layers[:N], tiled:K")
+    p.add_argument("--modes", default="tiled:16,tiled:15", help="comma list of whole, whole-rows, layers[:N], tiled:K")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/dsperse-bench-scale"))
+    p.add_argument("--gas", action="store_true", help="submit each run's receipt to a local anvil and record its gas")
     a = p.parse_args()
     results = []
     for mode in a.modes.split(","):
-        results.append(measure(a.model, mode, a.workdir))
+        results.append(whole_rows(a.model, a.workdir) if mode == "whole-rows" else measure(a.model, mode, a.workdir, a.gas))
         print(table(results), flush=True)
     out = ROOT / "benchmarks" / "out" / f"scale-{a.model}.json"
     out.parent.mkdir(exist_ok=True)
+    old = json.loads(out.read_text())["results"] if out.exists() else []  # keep other modes' earlier runs
+    merged = [r for r in old if r["mode"] not in {x["mode"] for x in results}] + results
     out.write_text(json.dumps({"machine": f"{platform.node()} {platform.processor()} {resource.getpagesize()}",
-                               "results": results}, indent=1))  # fmt: skip
+                               "results": merged}, indent=1))  # fmt: skip
     print(f"\nwritten to {out}")
 
 

@@ -63,8 +63,9 @@ class Slice:
     cost: int
     """Estimated circuit cost (rows); drives the planner."""
     tile: str = ""
-    """What part of a tiled op this slice computes (e.g. "Conv /0/Conv out-channels 0:2"); empty if untiled."""
+    """What part of a tiled op this slice computes (e.g. "Conv /0/Conv rows 0:2 (1 of 7)"); empty if untiled."""
     circuit_group: str = ""
+    """Content hash of the slice file (graph plans): slices with the same group are one circuit with one key."""
     """Slices with the same non-empty group have the same circuit (same shape, same weights): one setup."""
 
     @property

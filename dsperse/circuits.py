@@ -119,19 +119,23 @@ def compile_plan(
                 *(_calibrate(s.path, data_paths[i], tmp / f"k_{i}.json", config, scale)["run_args"]["logrows"] for i, s in enumerate(plan.slices)),
             )
         while True:
-            settings, scale_of = [], {plan.input_name: scale}
+            settings, scale_of, made = [], {plan.input_name: scale}, {}
             for i, s in enumerate(plan.slices):
                 vis_in, vis_out = _visibilities(plan, config, i, n)
                 in_scales = {scale_of[t] for t in s.inputs}
                 if len(in_scales) != 1:
                     raise CircuitError(f"slice {i} reads tensors at different scales {sorted(in_scales)}; EZKL takes one input scale")
-                ra = _ezkl.run_args(
-                    input_visibility=vis_in, output_visibility=vis_out, param_visibility=config.param_visibility,
-                    input_scale=in_scales.pop(), param_scale=scale, logrows=logrows, check_mode="safe",
-                )
-                sp = tmp / f"settings_{i}.json"
-                _ezkl.call(f"gen_settings (slice {i})", CircuitError, ezkl.gen_settings, str(s.path), str(sp), py_run_args=ra)
-                st = storage.read_json(sp)
+                in_scale = in_scales.pop()
+                same = (storage.sha256_file(s.path), vis_in, vis_out, in_scale)  # spatial tiles: one circuit, once
+                if same not in made:
+                    ra = _ezkl.run_args(
+                        input_visibility=vis_in, output_visibility=vis_out, param_visibility=config.param_visibility,
+                        input_scale=in_scale, param_scale=scale, logrows=logrows, check_mode="safe",
+                    )
+                    sp = tmp / f"settings_{i}.json"
+                    _ezkl.call(f"gen_settings (slice {i})", CircuitError, ezkl.gen_settings, str(s.path), str(sp), py_run_args=ra)
+                    made[same] = storage.read_json(sp)
+                st = made[same]
                 settings.append(st)
                 scale_of.update(zip(s.outputs, st["model_output_scales"]))
             need = max(_min_logrows(st) for st in settings)

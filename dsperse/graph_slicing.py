@@ -2,7 +2,8 @@
 
 The planner tiles every op too big for the target (:mod:`dsperse.tiling`), lays the rewritten graph out in
 topological order with each tile's nodes together, and cuts it into consecutive pieces, each as large as the
-target allows. A piece may read and write several tensors: each is an edge of the slice graph, committed on
+target allows. A spatial tile (a band of output rows) is always a slice of its own, written with canonical
+tensor names: its bands are then byte-identical ONNX files, hence one circuit and one set of keys. A piece may read and write several tensors: each is an edge of the slice graph, committed on
 both sides and linked on every column. A skip connection is one more edge, so residual blocks are cut
 where it pays. EZKL's own row count then checks every slice; a slice over the target is tiled finer (or cut
 smaller) and the plan is made again.
@@ -54,9 +55,11 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
         proto, groups = tile_model(lm.proto, int(budget * 0.9), lambda n: _node_cost(n, shapes), forced=forced)
         proto = _with_source(proto, lm.input_name)
         shapes = _shapes(proto)
-        pieces = _cut(proto, lm, {n.name: _node_cost(n, shapes) for n in proto.graph.node}, int(budget * shrink))
+        pins = {name: (gi, t) for gi, g in enumerate(groups) if g.spatial for t, members in enumerate(g.tiles) for name in members}
+        costs = {n.name: _plan_cost(n, shapes) for n in proto.graph.node}
+        pieces = _cut(proto, lm, costs, int(budget * shrink), pins)
         pieces = _add_source_if_needed(proto, pieces, lm.input_name)
-        rows = _measure(proto, pieces) if estimate == "ezkl" else [p.cost for p in pieces]
+        rows = _measure(proto, pieces, lm.input_name, lm.output_name) if estimate == "ezkl" else [p.cost for p in pieces]
         over = [(p, r) for p, r in zip(pieces, rows) if r > budget]
         if not over:
             break
@@ -65,22 +68,27 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
         for p, r in over:
             names = {proto.graph.node[j].name for j in p.nodes}
             tiles_in = [(g, t) for g in groups for t in g.tiles if set(t) & names]
-            if len(tiles_in) == 1 and set(tiles_in[0][1]) >= names - {"dsperse::source"} - {g.concat for g in groups}:
+            joins = {c for g in groups for c in (*g.joins, *g.windows)}
+            if len(tiles_in) == 1 and set(tiles_in[0][1]) >= names - {"dsperse::source"} - joins:
                 g, members = tiles_in[0]  # one tile alone is too big: more tiles for its op
-                a, b = g.ranges[g.tiles.index(members)]
-                width = b - a
-                if width == 1:
+                if g.minimal(g.tiles.index(members)):
+                    what = "channel" if g.op_type == "Conv" else "column"
                     raise SlicingError(
-                        f"op {g.op_type} {g.op!r}: one output {'channel' if g.op_type == 'Conv' else 'column'} alone "
-                        f"needs {r:,} rows (k={sizing.logrows_for(r)}), over max_logrows={max_logrows} ({budget:,} rows). "
-                        "Channel/column tiling cannot go finer (spatial tiling is not implemented yet); "
-                        f"raise max_logrows to {sizing.logrows_for(r)}."
+                        f"op {g.op_type} {g.op!r}: one output {what}{' and row' if g.spatial else ''} alone "
+                        f"needs {r:,} rows (k={sizing.logrows_for(r)}), over max_logrows={max_logrows} ({budget:,} rows), "
+                        f"and tiling cannot go finer; raise max_logrows to {sizing.logrows_for(r)}."
                     )
-                forced[g.op] = math.ceil(len(g.ranges) * r / budget * 1.1)
+                forced[g.op] = math.ceil(len(g.tiles) * r / budget * 1.1)
             elif len([j for j in p.nodes if proto.graph.node[j].op_type not in ("Identity", "Concat")]) > 1:
                 shrink = min(shrink, 0.95 * shrink * budget / r)  # the estimate packed too much: pack less
                 for g, _ in tiles_in:  # and make its tiles match what EZKL counts
-                    forced[g.op] = max(forced.get(g.op, len(g.ranges)), math.ceil(len(g.ranges) * r / max(p.cost, 1)))
+                    forced[g.op] = max(forced.get(g.op, len(g.tiles)), math.ceil(len(g.tiles) * r / max(p.cost, 1)))
+            elif proto.graph.node[p.nodes[0]].name == "dsperse::source":
+                raise SlicingError(
+                    f"the model input ({math.prod(lm.input_shape):,} elements) alone needs {r:,} rows to be published and "
+                    f"committed (k={sizing.logrows_for(r)}), over the target max_logrows={max_logrows} ({budget:,} rows). "
+                    f"Raise max_logrows to {sizing.logrows_for(r)}."
+                )
             else:
                 node = proto.graph.node[p.nodes[0]]
                 raise SlicingError(
@@ -97,9 +105,9 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
     extractor = Extractor(proto)
     slices = []
     for i, (p, r) in enumerate(zip(pieces, rows)):
-        sub = extractor.extract_model(list(p.inputs), list(p.outputs))
+        blob = canonical(extractor.extract_model(list(p.inputs), list(p.outputs))).SerializeToString()
         path = root / f"slice_{i}.onnx"
-        storage.write_bytes(path, sub.SerializeToString())
+        storage.write_bytes(path, blob)
         nodes = [proto.graph.node[j] for j in p.nodes]
         tiles = sorted({tile_of[n.name] for n in nodes if n.name in tile_of})
         slices.append(
@@ -107,6 +115,7 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
                 index=i, path=path.resolve(), inputs=p.inputs, input_shapes=tuple(shapes[t] for t in p.inputs),
                 outputs=p.outputs, output_shapes=tuple(shapes[t] for t in p.outputs),
                 op_types=tuple(n.op_type for n in nodes), cost=int(r), tile="; ".join(tiles),
+                circuit_group=storage.sha256_bytes(blob)[:16],
             )
         )
     plan = SlicePlan(
@@ -150,18 +159,37 @@ def _with_source(proto: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(out, strict_mode=True)
 
 
-def _cut(proto: onnx.ModelProto, lm: LoadedModel, cost: dict[str, int], budget: int) -> list[_Piece]:
-    """Consecutive pieces of the node order, each as large as ``budget`` allows (greedy; the source alone)."""
+def _plan_cost(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
+    """The MAC/element heuristic, plus what EZKL charges for a window cut out for spatial tiles."""
+    from .slicing import _node_cost
+
+    if node.op_type in ("Slice", "Pad"):  # measured: ~4 rows per element of a committed window
+        return 4 * math.prod(shapes.get(node.output[0], (1,)))
+    return _node_cost(node, shapes)
+
+
+def _cut(
+    proto: onnx.ModelProto, lm: LoadedModel, cost: dict[str, int], budget: int, pins: dict[str, tuple[int, int]] | None = None
+) -> list[_Piece]:
+    """Consecutive pieces of the node order, each as large as ``budget`` allows (greedy; the source alone).
+
+    A node in ``pins`` (a spatial tile's) goes in a piece holding exactly its tile.
+    """
+    pins = pins or {}
     static = _static(proto)
     nodes = [j for j, n in enumerate(proto.graph.node) if not all(o in static for o in n.output)]
     groups: list[list[int]] = [[nodes[0]]]  # the source Identity
     cur: list[int] = []
     cur_cost = 0
+    cur_pin = None
     for j in nodes[1:]:
-        c = cost[proto.graph.node[j].name]
-        if cur and cur_cost + c > budget:
+        name = proto.graph.node[j].name
+        c = cost[name]
+        pin = pins.get(name)
+        if cur and (pin != cur_pin or (pin is None and cur_cost + c > budget)):
             groups.append(cur)
             cur, cur_cost = [], 0
+        cur_pin = pin
         cur.append(j)
         cur_cost += c
     if cur:
@@ -211,20 +239,64 @@ def _add_source_if_needed(proto: onnx.ModelProto, pieces: list[_Piece], input_na
     return pieces
 
 
-def _measure(proto: onnx.ModelProto, pieces: list[_Piece]) -> list[int]:
-    """EZKL's row count of every piece (``gen_settings``, fixed weights)."""
+def _measure(proto: onnx.ModelProto, pieces: list[_Piece], input_name: str, output_name: str) -> list[int]:
+    """EZKL's row count of every piece (``gen_settings``, fixed weights), with the visibilities the compile step
+    gives it: the model's input and output public, every edge committed (a public or committed tensor costs
+    different rows)."""
     import ezkl
 
     from . import _ezkl
 
     extractor = Extractor(proto)
-    rows = []
+    rows, seen = [], {}
     with tempfile.TemporaryDirectory(prefix="dsperse-plan-") as d:
         for i, p in enumerate(pieces):
-            path, settings = Path(d) / f"p{i}.onnx", Path(d) / f"p{i}.json"
-            onnx.save(extractor.extract_model(list(p.inputs), list(p.outputs)), str(path))
-            _ezkl.call(f"gen_settings (row count of slice {i})", SlicingError, ezkl.gen_settings, str(path), str(settings),
-                       py_run_args=_ezkl.run_args(param_visibility="fixed"))  # fmt: skip
-            rows.append(int(storage.read_json(settings)["num_rows"]))
+            blob = canonical(extractor.extract_model(list(p.inputs), list(p.outputs))).SerializeToString()
+            key = (blob, input_name in p.inputs, output_name in p.outputs)
+            if key not in seen:  # the bands of a spatial tiling are one circuit: count it once
+                path, settings = Path(d) / f"p{i}.onnx", Path(d) / f"p{i}.json"
+                path.write_bytes(blob)
+                ra = _ezkl.run_args(
+                    param_visibility="fixed", input_visibility="public" if input_name in p.inputs else "polycommit",
+                    output_visibility="public" if output_name in p.outputs else "polycommit",
+                )
+                _ezkl.call(f"gen_settings (row count of slice {i})", SlicingError, ezkl.gen_settings, str(path), str(settings), py_run_args=ra)
+                seen[key] = int(storage.read_json(settings)["num_rows"])
+            rows.append(seen[key])
     return rows
+
+
+def canonical(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with every tensor and node renamed by position (``in0``, ``w3``, ``t7``, ``n2``, ``out0``).
+
+    Names carry no meaning for EZKL or onnxruntime (inputs and outputs are fed by position), and two slices that
+    compute the same thing on the same weights become the same bytes: one key cache entry, one setup.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    names: dict[str, str] = {"": ""}
+    for k, vi in enumerate(g.input):
+        names.setdefault(vi.name, f"in{k}")
+    for k, vi in enumerate(g.output):
+        names.setdefault(vi.name, f"out{k}")
+    for k, init in enumerate(g.initializer):
+        names.setdefault(init.name, f"w{k}")
+    for n in g.node:
+        for t in n.output:
+            names.setdefault(t, f"t{len(names)}")
+    for k, n in enumerate(g.node):
+        n.name = f"n{k}"
+        n.doc_string = ""
+        n.input[:] = [names.get(t, t) for t in n.input]
+        n.output[:] = [names[t] for t in n.output]
+    for vi in [*g.input, *g.output, *g.value_info]:
+        vi.name = names.get(vi.name, vi.name)
+    for init in g.initializer:
+        init.name = names[init.name]
+    ordered = sorted(g.value_info, key=lambda vi: vi.name)
+    del g.value_info[:]
+    g.value_info.extend(ordered)
+    g.name = "dsperse-slice"
+    return out
 

@@ -75,7 +75,8 @@ def describe_plan(plan: "SlicePlan", circuits: "list[Circuit] | None" = None) ->
         src = ",".join(dict.fromkeys("in" if t == plan.input_name else str(producer.get(t, "?")) for t in s.inputs))
         what = s.tile or " ".join(_compact(s.op_types))
         lines.append(f"{s.index:>5}  {rows:>9,}  {k:>2}  {peak_bytes(k) / 1e9:>5.1f}GB  {src:<12}  {what}")
-    circuits_n = len({c.key_id for c in circuits}) if circuits else None
+    groups = {s.circuit_group for s in plan.slices if s.circuit_group}
+    circuits_n = len({c.key_id for c in circuits}) if circuits else (len(groups) if groups else None)
     total = sum(s.cost for s in plan.slices)
     lines.append(f"total rows {total:,}; largest {max(s.cost for s in plan.slices):,}"
                  + (f"; distinct circuits {circuits_n}" if circuits_n else ""))

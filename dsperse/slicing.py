@@ -304,8 +304,9 @@ def reference_tensors(plan: SlicePlan, x: np.ndarray) -> dict[str, np.ndarray]:
     values = {plan.input_name: np.asarray(x, np.float32).reshape(plan.input_shape)}
     for s in plan.slices:
         sess = ort.InferenceSession(str(s.path), providers=["CPUExecutionProvider"])
-        feeds = {t: values[t].astype(np.float32).reshape(shape) for t, shape in zip(s.inputs, s.input_shapes)}
-        values.update(zip(s.outputs, sess.run(list(s.outputs), feeds)))
+        # by position: a graph plan's slice files name their tensors canonically (graph_slicing.canonical)
+        feeds = {i.name: values[t].astype(np.float32).reshape(shape) for i, t, shape in zip(sess.get_inputs(), s.inputs, s.input_shapes)}
+        values.update(zip(s.outputs, sess.run(None, feeds)))
     return values
 
 

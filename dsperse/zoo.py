@@ -138,6 +138,13 @@ def _cifar_cnn(nn, c: int):
     )
 
 
+@_register("cifar16")
+def cifar16():
+    """A 16-channel CIFAR CNN: ~1.3 M rows as one circuit (k=21, more than 24 GiB to prove), tiled at k=16."""
+    torch, nn = _torch()
+    return _cifar_cnn(nn, 16), (1, 3, 32, 32)
+
+
 @_register("cifar32")
 def cifar32():
     """A wider 32-channel CIFAR CNN whose whole circuit is large: where slicing pays off (benchmarks)."""

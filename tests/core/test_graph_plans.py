@@ -27,14 +27,17 @@ def _ort(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+@pytest.mark.parametrize("spatial", [True, False], ids=["rows+channels", "channels"])
 @pytest.mark.parametrize("name", ["cnn_tiled", "lenet_cifar", "mlp_gemm_wide", "resblock", "transformer", "residual"])
-def test_tiling_every_tileable_op_keeps_the_function(zoo_model, name):
-    """With a tiny budget every Conv/Gemm/MatMul with weights is tiled; onnxruntime gives the same output."""
+def test_tiling_every_tileable_op_keeps_the_function(zoo_model, name, spatial):
+    """With a tiny budget every Conv/Gemm/MatMul with weights is tiled to single rows and channels (padded Convs
+    and pooled ones included); onnxruntime gives the same output."""
     lm = load_model(zoo_model(name))
     shapes = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in lm.proto.graph.value_info}
-    tiled, groups = tile_model(lm.proto, 1, lambda n: _node_cost(n, shapes) + 1)
+    tiled, groups = tile_model(lm.proto, 1, lambda n: _node_cost(n, shapes) + 1, spatial=spatial)
     assert groups, f"{name}: nothing was tiled"
-    assert all(len(g.ranges) >= 2 for g in groups)
+    assert all(len(g.tiles) >= 2 for g in groups)
+    assert any(g.spatial for g in groups) == (spatial and any(g.op_type == "Conv" for g in groups))
     x = np.random.default_rng(0).standard_normal(lm.input_shape).astype(np.float32)
     np.testing.assert_allclose(_ort(tiled, x), _ort(lm.proto, x), rtol=1e-5, atol=1e-5)
 
@@ -52,16 +55,27 @@ def test_tiled_plan_chained_equals_whole_model(zoo_model, tmp_path, name, k):
 
 
 def test_lenet_plan_is_a_graph_of_tiles(zoo_model, tmp_path):
-    """The first Conv (393 k rows as one slice) is cut into output-channel tiles that all read one source slice."""
-    plan = dsperse.slice(zoo_model("lenet_cifar"), tmp_path / "p", max_logrows=17)
-    assert not plan.is_chain and plan.max_logrows == 17
-    tiles = [s for s in plan.slices if "/0/Conv" in s.tile]
-    assert len(tiles) >= 3
-    assert plan.slices[0].op_types == ("Identity",)  # the source publishes the input once for every tile
-    for t in tiles:  # every tile reads the source's committed copy of the input
-        assert any(e.producer == 0 and e.consumer == t.index for e in plan.edges)
+    """At k=16 each Conv (393 k and 240 k rows as one slice) is cut into bands of output rows over all channels.
+
+    The bands of one Conv are byte-identical slice files (one circuit, one set of keys), and their input
+    windows, with the kernel's halo, are cut by the slice upstream, which reads the model input.
+    """
+    plan = dsperse.slice(zoo_model("lenet_cifar"), tmp_path / "p", max_logrows=16)
+    assert not plan.is_chain and plan.max_logrows == 16
+    assert all(s.cost <= sizing.row_budget(16) for s in plan.slices)
+    for op in ("/0/Conv", "/3/Conv"):
+        tiles = [s for s in plan.slices if s.tile.startswith(f"Conv {op} rows")]
+        assert len(tiles) >= 3
+        assert len({s.path.read_bytes() for s in tiles}) == 1 and len({s.circuit_group for s in tiles}) == 1
+        assert len({s.inputs for s in tiles}) == len(tiles)  # every band reads its own window
+    first = [s for s in plan.slices if s.tile.startswith("Conv /0/Conv")]
+    assert plan.consumes_model_input(0) and set(plan.slices[0].op_types) == {"Identity", "Slice"}
+    for t in first:
+        assert [e.producer for e in plan.edges if e.consumer == t.index] == [0]
+    assert len({s.circuit_group for s in plan.slices}) <= 6 < len(plan.slices)
     text = plan.describe()
-    assert "a graph" in text and "out-channels" in text and f"{len(plan.slices)} slices" in text
+    assert "a graph" in text and "rows 0:2 (1 of 7)" in text and f"{len(plan.slices)} slices" in text
+    assert f"distinct circuits {len({s.circuit_group for s in plan.slices})}" in text
     assert dsperse.SlicePlan.load(plan.root).edges == plan.edges  # the graph survives plan.json
 
 
@@ -70,9 +84,35 @@ def test_chain_is_the_special_case(mlp_plan):
     assert [(e.producer, e.consumer) for e in mlp_plan.edges] == [(0, 1), (1, 2)]
 
 
-def test_planner_refuses_an_op_that_cannot_fit_and_names_it(zoo_model, tmp_path):
-    with pytest.raises(SlicingError, match=r"Conv '/0/Conv'.*needs [\d,]+ rows \(k=17\).*raise max_logrows to 17"):
-        dsperse.slice(zoo_model("lenet_cifar"), tmp_path / "p", max_logrows=16)
+def _onnx_file(path: Path, node, inputs: dict, output: tuple, weights: dict) -> Path:
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
+        [numpy_helper.from_array(np.full(s, 0.01, np.float32), n) for n, s in weights.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_planner_refuses_an_op_that_cannot_fit_and_names_it(tmp_path):
+    """One output channel (one row high) of an 11x11 Conv over 16 channels is 43 k rows: over k=15, no finer tile."""
+    from onnx import helper
+
+    conv = helper.make_node("Conv", ["x", "W"], ["y"], name="big", kernel_shape=[11, 11], strides=[1, 1], pads=[0] * 4, dilations=[1, 1])
+    path = _onnx_file(tmp_path / "conv.onnx", conv, {"x": [1, 16, 11, 32]}, ("y", [1, 2, 1, 22]), {"W": (2, 16, 11, 11)})
+    with pytest.raises(SlicingError, match=r"Conv 'big'.*one output channel alone needs [\d,]+ rows \(k=16\).*raise max_logrows to 16"):
+        dsperse.slice(path, tmp_path / "p", max_logrows=15)
+
+
+def test_planner_refuses_an_input_too_big_to_publish(tmp_path):
+    from onnx import helper
+
+    gemm = helper.make_node("Gemm", ["x", "W"], ["y"], name="wide")
+    path = _onnx_file(tmp_path / "wide.onnx", gemm, {"x": [1, 40_000]}, ("y", [1, 2]), {"W": (40_000, 2)})
+    with pytest.raises(SlicingError, match=r"the model input \(40,000 elements\) alone needs [\d,]+ rows"):
+        dsperse.slice(path, tmp_path / "p", max_logrows=15)
 
 
 def test_bad_targets_are_refused(zoo_model, tmp_path):
@@ -121,6 +161,8 @@ def test_graph_run_verifies_against_onnxruntime(graph_run):
     plan = graph_run.plan
     assert not plan.is_chain and len(plan.edges) > len(plan.slices) - 1
     assert {c.logrows for c in graph_run.circuits} == {15}
+    tiles = [c for s, c in zip(plan.slices, graph_run.circuits) if s.tile.startswith("Conv")]
+    assert len(tiles) >= 2 and len({c.key_id for c in tiles}) == 1  # spatial tiles: one circuit, one setup
     assert dsperse.verify(graph_run, reference=True, job_id="graph-1")
     assert len(links(graph_run.circuits, plan.edges)) == len(plan.edges)
 
