@@ -56,7 +56,7 @@ def whole_rows(model: str, workdir: Path) -> dict:
 
     from dsperse import _ezkl, sizing, storage, zoo
 
-    wd = workdir / "whole-rows"
+    wd = workdir / model / "whole-rows"
     wd.mkdir(parents=True, exist_ok=True)
     path = zoo.export(model, wd / f"{model}.onnx")
     ra = _ezkl.run_args(input_visibility="public", output_visibility="public", param_visibility="fixed")
@@ -74,7 +74,7 @@ def measure(model: str, mode: str, workdir: Path, gas: bool = False) -> dict:
     from dsperse.circuits import compile_plan
     from dsperse.pipeline import Manifest, prepare_witnesses
 
-    wd = workdir / mode.replace(":", "-")
+    wd = workdir / model / mode.replace(":", "-")
     cache = wd / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     if not (cache / "srs").exists():
@@ -139,7 +139,7 @@ def table(results: list[dict]) -> str:
             "| sum of proves | peak RSS (largest prover) | receipt gas |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
     def f(r: dict, key: str, fmt: str, scale: float = 1.0) -> str:
-        return "not run" if r.get(key) is None else format(r[key] / scale, fmt)
+        return "not run" if r.get(key) is None else format(r[key] / scale if scale != 1 else r[key], fmt)
 
     rows = [
         f"| {r['mode']} | {r['slices']} / {r['circuits']} / {r['edges']} | {sorted(set(r['logrows']))} | {sum(r['rows']):,} | "

@@ -91,6 +91,13 @@ contract PoSPMarket {
         bool registered;
     }
 
+    /// What an operator agreed to serve: jobs for a model are only posted to operators that offer it.
+    struct Offer {
+        uint128 minFee; // lowest fee (wei) the operator accepts for one job of this model
+        uint32 capacity; // most open jobs of this model at once (0 = not serving it)
+        uint32 open; // open jobs of this model now
+    }
+
     struct Model {
         address owner;
         bool registered;
@@ -109,6 +116,7 @@ contract PoSPMarket {
     mapping(address => Operator) public operators;
     mapping(bytes32 => Model) public models;
     mapping(bytes32 => Job) public jobs;
+    mapping(address => mapping(bytes32 => Offer)) public offers; // operator => modelId => offer
     mapping(address => uint256) public credit; // withdrawable wei owed to an address
     mapping(address => bool) public isValidator;
     mapping(bytes32 => mapping(address => bool)) public hasVoted;
@@ -122,6 +130,7 @@ contract PoSPMarket {
 
     // ------------------------------------------------------------------ events
     event Staked(address indexed operator, uint256 amount, uint256 stake);
+    event OfferSet(address indexed operator, bytes32 indexed modelId, uint256 minFee, uint32 capacity);
     event UnstakeRequested(address indexed operator, uint256 withdrawableAtBlock);
     event StakeWithdrawn(address indexed operator, uint256 amount);
     event ValidatorAdded(address indexed validator);
@@ -220,6 +229,19 @@ contract PoSPMarket {
         require(ok, "PoSP: transfer failed");
     }
 
+    /// @notice Opt in to serve ``modelId`` at ``minFee`` or more, at most ``capacity`` open jobs at once
+    /// (capacity 0 stops new jobs). Nobody can post a job to an operator that has not opted in: without this,
+    /// anyone could post a 1-wei job naming any operator and grief it into a missed deadline.
+    function offer(bytes32 modelId, uint128 minFee, uint32 capacity) external {
+        (bool inRegistry,) = _poiModel(modelId);
+        require(models[modelId].registered || inRegistry, "PoSP: unregistered model");
+        require(minFee > 0 || capacity == 0, "PoSP: zero price");
+        Offer storage o = offers[msg.sender][modelId];
+        o.minFee = minFee;
+        o.capacity = capacity;
+        emit OfferSet(msg.sender, modelId, minFee, capacity);
+    }
+
     function addValidator(address v) external onlyOwner {
         require(v != address(0), "PoSP: zero address");
         require(!isValidator[v], "PoSP: already a validator");
@@ -255,8 +277,9 @@ contract PoSPMarket {
     }
 
     // ------------------------------------------------------------------ jobs
-    /// @notice Post a job; the requester picks the operator (any registered operator with enough stake
-    /// and no unstake pending). msg.value is the fee, held in escrow until settlement.
+    /// @notice Post a job; the requester picks the operator among those that offer the model (at its price,
+    /// within its capacity, with enough stake and no unstake pending). msg.value is the fee, held in escrow
+    /// until settlement.
     function postJob(bytes32 modelId, bytes32 inputHash, address operator) external payable returns (bytes32 jobId) {
         (bool inRegistry,) = _poiModel(modelId);
         require(models[modelId].registered || inRegistry, "PoSP: unregistered model");
@@ -269,6 +292,11 @@ contract PoSPMarket {
         require(op.stake >= config.minStake, "PoSP: operator stake below minimum");
         // every open job must be able to lose a full S: stake >= S * open jobs, always
         require(op.stake >= config.slashAmount * (uint256(op.openJobs) + 1), "PoSP: stake does not cover another job");
+        Offer storage o = offers[operator][modelId];
+        require(o.capacity > 0, "PoSP: operator does not serve this model");
+        require(msg.value >= o.minFee, "PoSP: fee below the operator's price");
+        require(o.open < o.capacity, "PoSP: operator at capacity for this model");
+        o.open += 1;
         jobId = keccak256(abi.encode(block.chainid, address(this), ++jobCount));
         Job storage j = jobs[jobId];
         j.modelId = modelId;
@@ -294,7 +322,7 @@ contract PoSPMarket {
         j.fee = 0;
         j.status = Status.Declined;
         totalEscrow -= fee;
-        operators[j.operator].openJobs -= 1;
+        _release(j);
         _credit(j.requester, fee);
         emit JobDeclined(jobId, msg.sender);
     }
@@ -433,7 +461,8 @@ contract PoSPMarket {
         Status s = j.status;
         if (s == Status.Posted) {
             require(block.number > j.postBlock + config.commitWindow, "PoSP: commit window still open");
-            _slash(jobId, j, "missed commit deadline", j.requester);
+            // no reporter reward: the requester chose the input and could have withheld it on purpose
+            _slash(jobId, j, "missed commit deadline", address(0));
             return;
         }
         if (s == Status.Committed) {
@@ -528,7 +557,7 @@ contract PoSPMarket {
         j.fee = 0;
         j.status = Status.Settled;
         totalEscrow -= fee;
-        operators[j.operator].openJobs -= 1;
+        _release(j);
         _credit(j.operator, fee);
         emit JobSettled(jobId, j.operator, fee);
     }
@@ -539,9 +568,9 @@ contract PoSPMarket {
         Operator storage op = operators[j.operator];
         uint256 amount = config.slashAmount < op.stake ? config.slashAmount : op.stake;
         op.stake -= amount;
-        op.openJobs -= 1;
+        _release(j);
         totalStaked -= amount;
-        uint256 toReporter = (amount * config.reporterShareBps) / 10000;
+        uint256 toReporter = reporter == address(0) ? 0 : (amount * config.reporterShareBps) / 10000;
         uint256 burned = amount - toReporter;
         uint256 fee = j.fee;
         uint256 bond = j.bond;
@@ -558,6 +587,12 @@ contract PoSPMarket {
             (bool ok,) = BURN.call{value: burned}("");
             require(ok, "PoSP: burn failed");
         }
+    }
+
+    /// A job closed: one fewer open job for its operator, overall and for its model's offer.
+    function _release(Job storage j) private {
+        operators[j.operator].openJobs -= 1;
+        offers[j.operator][j.modelId].open -= 1;
     }
 
     function _credit(address to, uint256 amount) private {

@@ -110,8 +110,20 @@ def cmd_verify(a: argparse.Namespace) -> int:
     from .verification import Tolerance, verify
 
     expected = load_inputs(a.input)[0] if a.input else None
-    verify(a.run, job_id=a.job_id, expected_input=expected, reference=a.reference, tolerance=Tolerance(a.atol, a.rtol))
+    chain = None
+    if a.rpc:
+        from .chain import connect
+
+        chain = connect(a.rpc, registry=a.registry)
+    verify(a.run, job_id=a.job_id, expected_input=expected, expected_model_id=a.model_id, trusted_srs=a.srs,
+           chain=chain, reference=a.reference, tolerance=Tolerance(a.atol, a.rtol))  # fmt: skip
     print(f"OK: every slice proof verifies and every link holds ({a.run})")
+    if a.model_id is None and chain is None:
+        print("WARNING: verified against the run directory's OWN verifying keys; that shows the run is self-consistent, "
+              "not that it is the model you expect. Pass --model-id (the id you registered or were given) or --rpc "
+              "(check the on-chain registration), and --srs with the ceremony SRS.", file=sys.stderr)
+    elif a.srs is None:
+        print("note: verified with the run's own SRS file; pass --srs to use the ceremony SRS you trust.", file=sys.stderr)
     return 0
 
 
@@ -202,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run", type=Path, help="run directory (holding run.json)")
     v.add_argument("--job-id", help="fail unless the run was proven for this job")
     v.add_argument("--input", type=Path, help="fail unless the run was proven on this input")
+    v.add_argument("--model-id", help="fail unless the run is for this model id (hex, from registration or the model owner)")
+    v.add_argument("--srs", type=Path, help="the trusted (ceremony) SRS to verify with instead of the run's own file")
+    v.add_argument("--rpc", help="fail unless the run's model is registered on this chain with these verifiers")
+    v.add_argument("--registry", help="ProofOfInference address for --rpc (default: the one recorded for that chain)")
     v.add_argument("--reference", action="store_true", help="also compare the output with onnxruntime")
     v.add_argument("--atol", type=float, default=0.05, help="absolute tolerance for --reference (default 0.05)")
     v.add_argument("--rtol", type=float, default=0.05, help="relative tolerance for --reference (default 0.05)")

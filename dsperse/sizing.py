@@ -18,9 +18,10 @@ MIN_LOGROWS = 15
 """EZKL 22.3 range-checks by decomposition with base 2^14: smaller tables do not fit."""
 RESERVED_ROWS = 5 + 8
 """Blinding rows (5 + 1) and EZKL's own margin, as the compile step counts them."""
-PEAK_BYTES = {15: 0.45e9, 16: 1.6e9, 17: 3.2e9, 18: 6.4e9, 19: 12.2e9, 20: 22.6e9}
-"""Peak RSS of one slice proof at k on the 2-core box: k=15 (tiny MLP), 17 (LeNet conv tiles,
-benchmarks/bench_scale.py), 19 and 20 (the LeNet layers plan and whole model) measured; 16 and 18 halfway."""
+PEAK_BYTES = {15: 1.26e9, 16: 1.67e9, 17: 3.56e9, 18: 6.4e9, 19: 12.2e9, 20: 22.6e9}
+"""Peak RSS of one full-size slice proof at k on the 2-core box (benchmarks/RESULTS.md): 15 and 16 (LeNet tiles,
+benchmarks/bench_scale.py; 1.26 GB is EZKL's floor for any circuit at these k), 17 (LeNet channel tiles), 19 and
+20 (the LeNet layers plan and whole model) measured; 18 halfway."""
 
 
 def row_budget(logrows: int) -> int:

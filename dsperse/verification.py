@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ezkl
 import numpy as np
@@ -14,6 +15,9 @@ from .errors import VerificationError
 from .linking import check_links
 from .proving import quantize_input, read_proof
 from .receipts import input_hash, model_id, public_io
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .chain.client import ReceiptChain
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,20 @@ def verify(
     *,
     job_id: str | None = None,
     expected_input: np.ndarray | None = None,
+    expected_model_id: str | None = None,
+    trusted_srs: Path | str | None = None,
+    chain: "ReceiptChain | None" = None,
     reference: bool = False,
     tolerance: Tolerance = Tolerance(),
 ) -> bool:
     """Return True, or raise VerificationError (LinkError for a broken link) naming what failed.
 
-    ``job_id``/``expected_input`` bind the check to one job: a valid run replayed for another job fails.
-    ``reference`` also reruns the whole model in onnxruntime on the proven input and compares outputs.
+    A run directory is the prover's: its keys, settings and SRS prove only that the run is self-consistent.
+    Pin what you trust: ``expected_model_id`` (the hash of the verifying keys you registered or were given),
+    ``trusted_srs`` (the ceremony SRS, used instead of the run's own) and/or ``chain`` (the model must be
+    registered there with these slices' verifiers). ``job_id``/``expected_input`` bind the check to one job: a
+    valid run replayed for another job fails. ``reference`` also reruns the whole model in onnxruntime on the
+    proven input and compares outputs.
     """
     if not isinstance(run, Run):
         run = Run.load(run)
@@ -62,13 +73,22 @@ def verify(
         )
     if model_id(circuits) != receipt.model_id:
         raise VerificationError("the verifying keys are not the ones the receipt names (proof for another model?)")
+    if expected_model_id is not None and _hex(expected_model_id) != _hex(receipt.model_id):
+        raise VerificationError(
+            f"the run is for model {receipt.model_id}, not the expected {expected_model_id} "
+            "(other weights, another plan, or keys made on another SRS)"
+        )
+    if chain is not None:
+        _check_registered(run, chain)
+    srs_for = _trusted_srs(trusted_srs) if trusted_srs is not None else None
 
     proofs = []
     for c, r in zip(circuits, records):
         c.check()
         proof = read_proof(r.path)
+        the_srs = srs_for(c.logrows) if srs_for else c.srs
         try:
-            ok = ezkl.verify(str(r.path), str(c.settings), str(c.vk), str(c.srs))
+            ok = ezkl.verify(str(r.path), str(c.settings), str(c.vk), str(the_srs))
         except BaseException as exc:  # PanicException is a BaseException
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -107,3 +127,41 @@ def verify(
         err = tolerance.check(np.array(receipt.output), want.flatten())
         log.info("output matches onnxruntime within %.3g", err)
     return True
+
+
+def _hex(model: str) -> str:
+    return model.lower().removeprefix("0x")
+
+
+def _trusted_srs(path: Path | str):
+    """k -> the trusted SRS for k-row circuits (cut down from a larger ceremony file once, same secret)."""
+    from . import srs as srs_mod, srs_shrink
+
+    given = Path(path).expanduser()
+    if not given.is_file():
+        raise VerificationError(f"trusted SRS not found: {given}")
+    big = srs_mod.SRS(given, srs_mod.srs_logrows(given), dev=False)
+
+    def for_k(k: int) -> Path:
+        if big.logrows < k:
+            raise VerificationError(f"the trusted SRS {given} has k={big.logrows}; this run's circuits need k={k}")
+        return srs_shrink.for_circuits(big, k).path
+
+    return for_k
+
+
+def _check_registered(run: Run, chain) -> None:
+    """The receipt's model must be registered on ``chain`` with exactly these slices' verifiers and links."""
+    from .chain.client import model_spec
+    from .errors import ChainError
+
+    try:
+        existing = chain.model(run.receipt.model_id)
+    except ChainError as exc:
+        raise VerificationError(f"cannot read the model registration: {exc}") from exc
+    if existing is None:
+        raise VerificationError(f"model {run.receipt.model_id} is not registered on chain {chain.chain_id}: nothing vouches for its keys")
+    try:
+        chain._check_same_model(model_spec(run), existing)
+    except ChainError as exc:
+        raise VerificationError(f"the registered model does not match this run: {exc}") from exc

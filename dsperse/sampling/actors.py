@@ -10,6 +10,7 @@ The inference itself is a callable ``infer(model_id, input_hash) -> list[int]`` 
 """
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -19,6 +20,8 @@ from web3 import Web3
 from ..errors import TransactionRevertedError
 from .market import Challenger, Market, Operator, Status, Validator, input_commitment, output_hash
 from .reexec import SliceCircuit, reexecute
+
+log = logging.getLogger(__name__)
 
 Infer = Callable[[bytes, bytes], Sequence[int]]
 
@@ -79,31 +82,51 @@ class OperatorAgent(_Agent):
         self.role = Operator(self.market, private_key)
         self.strategy, self.q, self.rng = strategy, q, random.Random(seed)
         self.cheated: list[str] = []
+        self.declined: list[str] = []
+        self.models: set[bytes] = set()
 
     def stake(self, amount: int) -> int:
         return int(self.role.stake(amount)["gasUsed"])
+
+    def offer(self, model_id: bytes, min_fee: int, capacity: int) -> int:
+        """Opt in to serve ``model_id`` (the market only lets requesters post offered models to this operator)."""
+        gas = int(self.role.offer(model_id, min_fee, capacity)["gasUsed"])
+        (self.models.add if capacity else self.models.discard)(bytes(model_id))
+        return gas
 
     def _cheats(self) -> bool:
         return self.strategy == "cheat" or (self.strategy == "mixed" and self.rng.random() < self.q)
 
     def step(self) -> dict:
-        """Commit an output for every new job assigned to this operator."""
-        served = cheated = 0
+        """Commit an output for every new job assigned to this operator; decline one it cannot serve (a model it
+        does not offer, an input that never arrived) and go on with the jobs behind it."""
+        served = cheated = declined = 0
         head = self._scan()
         for ev in self._logs("JobPosted", head, operator=self.role.address):
             jid = bytes(ev["jobId"])
             if self.market.job(jid).status != Status.POSTED:
                 continue
-            if self._cheats():
+            model = bytes(ev["modelId"])
+            try:
+                if model not in self.models:
+                    raise LookupError(f"model 0x{model.hex()} is not offered by this operator")
+                answer = None if self._cheats() else self.infer(model, bytes(ev["inputHash"]))
+            except LookupError as exc:  # KeyError included: an unknown input commitment
+                log.warning("declining job 0x%s: %s", jid.hex(), exc)
+                self.role.decline(jid)
+                self.declined.append("0x" + jid.hex())
+                declined += 1
+                continue
+            if answer is None:
                 out = output_hash([random.Random(jid).randrange(-1000, 1000)])  # a plausible answer, nothing computed
                 cheated += 1
                 self.cheated.append("0x" + jid.hex())
             else:
-                out = output_hash(self.infer(bytes(ev["modelId"]), bytes(ev["inputHash"])))
+                out = output_hash(answer)
             self.role.commit(jid, out)
             served += 1
         self._advance(head)
-        return {"operator": self.role.address, "served": served, "cheated": cheated}
+        return {"operator": self.role.address, "served": served, "cheated": cheated, "declined": declined}
 
 
 class ValidatorAgent(_Agent):

@@ -19,6 +19,7 @@ how a job goes (every step is one command; anyone may run draw and settle):
   dsperse market deploy --poi 0xREGISTRY --audit-bps 500            # p = 5%; prints the market address
   export DSPERSE_MARKET=0x...  DSPERSE_RPC=http://127.0.0.1:8545
   DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market stake 2ether
+  DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market offer MODEL_ID --min-fee 0.01ether --capacity 10
   DSPERSE_PRIVATE_KEY=$REQUESTER dsperse market post-job MODEL_ID --input-hash 0x.. --operator 0xOP --fee 0.01ether
   DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market commit JOB_ID --outputs 240,-578,517
   dsperse market draw JOB_ID            # after audit-delay blocks: sampled or not (blockhash of commit+k)
@@ -143,6 +144,17 @@ def cmd_stake(a) -> int:
     rc = op.stake(a.amount)
     st = op.state()
     return _out(a, {"operator": op.address, "stake": st.stake}, f"{op.address} now stakes {st.stake} wei ({_tx_summary(rc)})")
+
+
+def cmd_offer(a) -> int:
+    from .market import Operator
+
+    op = Operator(_market(a), _key(a))
+    model = _bytes32(a.model_id)
+    rc = op.offer(model, a.min_fee, a.capacity)
+    fee, cap, open_ = op.market.offer(op.address, model)
+    what = f"serves model 0x{model.hex()} from {fee} wei, {cap} open jobs at most" if cap else f"no longer serves model 0x{model.hex()}"
+    return _out(a, {"operator": op.address, "min_fee": fee, "capacity": cap, "open": open_}, f"{op.address} {what} ({_tx_summary(rc)})")
 
 
 def cmd_post_job(a) -> int:
@@ -331,7 +343,7 @@ def _outputs(q: argparse.ArgumentParser) -> None:
 
 
 def add_subcommands(subparsers) -> None:
-    """Add ``market`` (with deploy, stake, post-job, commit, draw, challenge, prove, verdict, settle, ...)."""
+    """Add ``market`` (with deploy, stake, offer, post-job, commit, draw, challenge, prove, verdict, settle, ...)."""
     fmt = argparse.RawDescriptionHelpFormatter
     mk = subparsers.add_parser(
         "market", help="Proof-of-Sampling market: stake, post jobs, sampled audits, challenges, slashing",
@@ -376,6 +388,15 @@ def add_subcommands(subparsers) -> None:
     s.add_argument("amount", type=parse_amount, help="e.g. 2ether")
     _chain_flags(s)
     s.set_defaults(fn=cmd_stake)
+
+    o = sub.add_parser("offer", help="opt in to serve a model: price and capacity", description=
+                       "Requesters can only post a model's jobs to operators that offer it, at or above MIN_FEE, while "
+                       "fewer than CAPACITY of them are open. --capacity 0 stops new jobs.")
+    o.add_argument("model_id", metavar="MODEL_ID")
+    o.add_argument("--min-fee", type=parse_amount, required=True, help="lowest fee accepted per job, e.g. 0.01ether")
+    o.add_argument("--capacity", type=int, default=10, help="most open jobs of this model at once (default 10; 0 stops)")
+    _chain_flags(o)
+    o.set_defaults(fn=cmd_offer)
 
     pj = sub.add_parser("post-job", help="post a job to an operator, paying its fee", description=
                         "The requester picks the operator. The input itself goes to the operator off chain; "

@@ -252,6 +252,10 @@ class Market:
     def operator(self, address: str) -> OperatorState:
         return OperatorState(*self.contract.functions.operators(Web3.to_checksum_address(address)).call())
 
+    def offer(self, operator: str, model_id: bytes) -> tuple[int, int, int]:
+        """(min fee, capacity, open jobs) of ``operator``'s offer for ``model_id``; capacity 0 = not serving it."""
+        return tuple(self.contract.functions.offers(Web3.to_checksum_address(operator), model_id).call())
+
     def credit(self, address: str) -> int:
         return self.contract.functions.credit(Web3.to_checksum_address(address)).call()
 
@@ -335,6 +339,10 @@ class Requester(Role):
 class Operator(Role):
     def stake(self, amount: int) -> dict:
         return self._tx("stake", value=amount)
+
+    def offer(self, model_id: bytes, min_fee: int, capacity: int) -> dict:
+        """Opt in to serve ``model_id`` at ``min_fee`` wei or more, ``capacity`` open jobs at most (0 stops)."""
+        return self._tx("offer", model_id, min_fee, capacity)
 
     def commit(self, job_id: bytes, out_hash: bytes) -> dict:
         return self._tx("commitOutput", job_id, out_hash)

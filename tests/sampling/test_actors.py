@@ -44,11 +44,13 @@ def test_operator_actors_serve_cheater_is_caught_by_watchtower(ray_cluster, chai
     vals = [spawn(ValidatorAgent, url, m.address, abi, keys[k], infer) for k in ("v1", "v2")]
     tower = spawn(ChallengerAgent, url, m.address, abi, keys["challenger"], infer, ETHER // 10)
     ray.get([o.stake.remote(2 * ETHER) for o in ops])
+    ray.get([o.offer.remote(model, ETHER // 100, 10) for o in ops])
     addrs = ray.get([o.get_address.remote() for o in ops])
 
     jobs = [req.post_job(model, h, a, ETHER // 100)[0] for h, a in zip(inputs, addrs)]
     reports = ray.get([o.step.remote() for o in ops])
     assert [r["served"] for r in reports] == [1, 1, 1] and [r["cheated"] for r in reports] == [0, 0, 1]
+    assert [r["declined"] for r in reports] == [0, 0, 0]
     assert all(m.job(j).status == Status.COMMITTED for j in jobs)
 
     t = ray.get(tower.step.remote())

@@ -28,6 +28,7 @@ def test_cli_runs_a_sampled_job_to_payment(chain, w3, keys, capsys, monkeypatch)
 
     as_("requester", "register-model", "my-model", "--slices", "2")
     assert as_("operator", "stake", "1.5ether")["stake"] == 3 * ETHER // 2
+    assert as_("operator", "offer", "my-model", "--min-fee", "0.01ether", "--capacity", "4")["capacity"] == 4
     job = as_("requester", "post-job", "my-model", "--input-hash", "0x" + "11" * 32, "--operator", addr["operator"], "--fee", "0.01ether")["job_id"]
     as_("operator", "commit", job, "--outputs", "240,-578,517")
     mine(w3, 2)

@@ -45,6 +45,8 @@ class Roles:
         self.v1, self.v2, self.v3 = (Validator(market, keys[k]) for k in ("v1", "v2", "v3"))
         self.model = model_id_bytes("tiny-mlp")
         self.req.register_model(self.model, 3)
+        for op in (self.op, self.op2):  # both operators opt in to serve the model (before any balance is read)
+            op.offer(self.model, FEE // 2, 100)
 
     def bal(self, who) -> int:
         return self.w3.eth.get_balance(who if isinstance(who, str) else who.address)
@@ -195,11 +197,52 @@ def test_missed_commit_deadline_is_slashed(sampled):
     mine(r.w3, WINDOWS["commit_window"] + 1)
     with pytest.raises(TransactionRevertedError, match="commit deadline passed"):
         r.op.commit(jid, output_hash(TRUE_OUT))
+    burned0 = r.bal(BURN)
     rc = r.anyone.settle(jid)
     ev = r.m.events(rc, "Slashed")[0]
     assert ev["reason"] == "missed commit deadline" and ev["amount"] == ETHER
     assert r.m.job(jid).status == Status.SLASHED
-    assert r.req.credit == FEE + ev["toReporter"]
+    assert ev["toReporter"] == 0 and ev["burned"] == ETHER and r.bal(BURN) - burned0 == ETHER
+    assert r.req.credit == FEE  # the fee back, no reward for a job whose input the requester may have withheld
+
+
+# -- griefing (issue 11, item 6): jobs only reach operators that opted in -----------------------------------
+
+
+def test_grief_posting_to_an_operator_that_did_not_opt_in_reverts(sampled):
+    r = sampled
+    other = model_id_bytes("other-model")
+    r.req.register_model(other, 1)
+    r.op.stake(2 * ETHER)
+    with pytest.raises(TransactionRevertedError, match="does not serve this model"):
+        r.req.post_job(other, input_commitment(b"x"), r.op.address, FEE)
+    r.op.offer(other, FEE, 1)
+    jid, _ = r.req.post_job(other, input_commitment(b"x"), r.op.address, FEE)
+    r.op.decline(jid)
+    r.op.offer(other, FEE, 0)  # stops serving it
+    with pytest.raises(TransactionRevertedError, match="does not serve this model"):
+        r.req.post_job(other, input_commitment(b"y"), r.op.address, FEE)
+
+
+def test_grief_one_wei_job_below_the_price_reverts(sampled):
+    r = sampled
+    r.op.stake(2 * ETHER)
+    with pytest.raises(TransactionRevertedError, match="fee below the operator's price"):
+        r.req.post_job(r.model, input_commitment(b"x"), r.op.address, 1)
+    assert r.m.offer(r.op.address, r.model) == (FEE // 2, 100, 0)
+
+
+def test_grief_flooding_past_capacity_reverts_and_a_closed_job_frees_a_slot(sampled):
+    r = sampled
+    r.op.stake(3 * ETHER)
+    r.op.offer(r.model, FEE // 2, 2)
+    jobs = [r.req.post_job(r.model, input_commitment(bytes([i])), r.op.address, FEE)[0] for i in range(2)]
+    with pytest.raises(TransactionRevertedError, match="at capacity"):
+        r.req.post_job(r.model, input_commitment(b"3"), r.op.address, FEE)
+    r.op.decline(jobs[0])
+    assert r.m.offer(r.op.address, r.model)[2] == 1
+    r.req.post_job(r.model, input_commitment(b"3"), r.op.address, FEE)
+    assert r.m.offer(r.op.address, r.model)[2] == 2
 
 
 def test_missed_proof_deadline_is_slashed(sampled):
@@ -308,3 +351,26 @@ def test_bad_inputs_revert_with_reasons(unsampled, keys):
     r.req.post_job(r.model, x, r.op.address, FEE)
     reverts("PoSP: stake does not cover another job", r.req.post_job, r.model, x, r.op.address, FEE)
     reverts("PoSP: only owner", r.m.transact, keys["anyone"], "addValidator", r.anyone.address)
+
+
+def test_grief_agent_declines_an_unknown_input_and_serves_the_jobs_behind_it(sampled, chain, keys, market_artifact):
+    """A job whose input never reached the operator comes first; the agent declines it (no slash, fee back to
+    the requester) and still commits the honest job posted after it."""
+    from dsperse.sampling.actors import OperatorAgent
+
+    r = sampled
+    known = input_commitment(b"known input")
+
+    def infer(model: bytes, input_hash: bytes) -> list[int]:
+        return {known: TRUE_OUT}[bytes(input_hash)]  # KeyError for anything else, as EzklInference does
+
+    agent = OperatorAgent(chain.url, r.m.address, market_artifact[0], keys["operator"], infer)
+    agent.stake(2 * ETHER)
+    agent.offer(r.model, FEE // 2, 10)
+    lost, _ = r.req.post_job(r.model, input_commitment(b"never sent"), r.op.address, FEE)
+    good, _ = r.req.post_job(r.model, known, r.op.address, FEE)
+    report = agent.step()
+    assert (report["served"], report["declined"]) == (1, 1)
+    assert r.m.job(lost).status == Status.DECLINED and r.m.job(good).status == Status.COMMITTED
+    assert r.m.job(good).output_hash == output_hash(TRUE_OUT)
+    assert r.req.credit == FEE and r.op.state().stake == 2 * ETHER

@@ -59,6 +59,7 @@ def test_sampled_honest_operator_proves_with_receipt_and_is_paid(deploy, keys, p
     req, op, anyone = Requester(m, keys["requester"]), Operator(m, keys["operator"]), Challenger(m, keys["anyone"])
     op0 = w3.eth.get_balance(op.address)
     rc_stake = op.stake(2 * ETHER)
+    rc_offer = op.offer(model, FEE, 10)
     jid, _ = req.post_job(model, job_io[0], op.address, FEE)  # model known to the registry only
     rc_commit = op.commit(jid, output_hash(job_io[1]))
     mine(w3, WINDOWS["audit_delay"] + 1)
@@ -71,7 +72,7 @@ def test_sampled_honest_operator_proves_with_receipt_and_is_paid(deploy, keys, p
     assert m.job(jid).status == Status.SETTLED
     rc_wd = op.withdraw_credit()
     submit_cost = res.gas_used * w3.eth.get_transaction_receipt(res.tx_hash)["effectiveGasPrice"]
-    spent = sum(gas_cost(r) for r in (rc_stake, rc_commit, rc_prove, rc_wd)) + submit_cost
+    spent = sum(gas_cost(r) for r in (rc_stake, rc_offer, rc_commit, rc_prove, rc_wd)) + submit_cost
     assert w3.eth.get_balance(op.address) == op0 - 2 * ETHER + FEE - spent
     books_balance(m)
 
@@ -82,6 +83,7 @@ def test_cheater_is_slashed_by_any_matching_receipt(deploy, keys, poi, job_io, m
     m = deploy(poi=client.registry_address, audit_bps=0, **WINDOWS)
     req, op, ch = Requester(m, keys["requester"]), Operator(m, keys["operator"]), Challenger(m, keys["challenger"])
     op.stake(2 * ETHER)
+    op.offer(model, FEE, 10)
     lie = list(job_io[1])
     lie[0] += 1
     jid, _ = req.post_job(model, job_io[0], op.address, FEE)
@@ -111,6 +113,7 @@ def test_targeted_model_always_proves_its_last_slice(deploy, keys, poi, job_io, 
         req.register_model(model, 3, suffix_mask(3, 2), part_model)
     Requester(m, keys["operator"]).register_model(model, 3, suffix_mask(3, 2), part_model)  # it registered the MLP
     op.stake(2 * ETHER)
+    op.offer(model, FEE, 10)
     jid, _ = req.post_job(model, job_io[0], op.address, FEE)
     op.commit(jid, output_hash(job_io[1]))
     mine(w3, WINDOWS["audit_delay"] + 1)
@@ -140,6 +143,7 @@ def test_targeted_job_without_its_always_proven_part_is_slashed(deploy, keys, po
     op, anyone = Operator(m, keys["operator"]), Challenger(m, keys["anyone"])
     Requester(m, keys["operator"]).register_model(model, 3, suffix_mask(3, 2), part_model)
     op.stake(2 * ETHER)
+    op.offer(model, FEE, 10)
     jid, _ = Requester(m, keys["requester"]).post_job(model, job_io[0], op.address, FEE)
     op.commit(jid, output_hash(job_io[1]))
     mine(w3, WINDOWS["audit_delay"] + 1)
