@@ -3,8 +3,9 @@
 The planner tiles every op too big for the target (:mod:`dsperse.tiling`), lays the rewritten graph out in
 topological order with each tile's nodes together, and cuts it into consecutive pieces, each as large as the
 target allows. A spatial tile (a band of output rows) is always a slice of its own, written with canonical
-tensor names: its bands are then byte-identical ONNX files, hence one circuit and one set of keys. A piece may read and write several tensors: each is an edge of the slice graph, committed on
-both sides and linked on every column. A skip connection is one more edge, so residual blocks are cut
+tensor names: its bands are then byte-identical ONNX files, hence one circuit and one set of keys. A piece
+may read and write several tensors: each is an edge of the slice graph, committed on both sides and linked
+on every column. A skip connection is one more edge, so residual blocks are cut
 where it pays. EZKL's own row count then checks every slice; a slice over the target is tiled finer (or cut
 smaller) and the plan is made again.
 
