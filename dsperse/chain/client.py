@@ -495,8 +495,17 @@ class ReceiptChain:
         return spec.model_id
 
     def _check_same_model(self, spec: ModelSpec, existing: dict) -> None:
+        """Every field of the registration must be this model's: a squatter that registered the id first with
+        another scale or input count would make every receipt state (or de-quantize) something else."""
         if len(existing["verifiers"]) != len(spec.circuits) or existing["num_outputs"] != spec.num_outputs:
             raise ChainError(f"model {spec.model_id} is registered with a different slice layout: {existing}")
+        want = {"input_scale": spec.input_scale, "output_scale": spec.output_scale, "num_inputs": spec.num_inputs}
+        if diff := {k: (existing[k], v) for k, v in want.items() if existing[k] != v}:
+            raise ChainError(
+                f"model {spec.model_id} is registered with different "
+                + ", ".join(f"{k} ({got}, this model has {v})" for k, (got, v) in diff.items())
+                + f" by {existing['registrant']}: its receipts do not mean what this model's proofs say; do not trust them"
+            )
         if [tuple(ln) for ln in existing.get("links", ())] != list(spec.links):
             raise ChainError(
                 f"model {spec.model_id} is registered with a different link table ({existing.get('links')}, this model "

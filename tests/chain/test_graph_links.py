@@ -185,3 +185,28 @@ def test_registration_with_other_links_is_refused(toolchain, wide_run, tmp_path)
             other.register_model(wide_run)
         with pytest.raises(ChainError, match="different link table"):
             other.submit(wide_run, "on-a-squatted-model")  # submit registers first, so it refuses too
+
+
+def test_squat_registration_with_other_scales_or_input_count_is_refused(toolchain, wide_run, tmp_path):
+    """A squatter registers the real id with the real verifiers and links but another scale or input count;
+    register_model (and so submit) refuses to use that registration."""
+    with dsperse.chain.local(deployments=tmp_path / "deployments.json", code_size_limit=CODE_SIZE_LIMIT) as other:
+        spec = model_spec(wide_run)
+        reg = other.registry(deploy=True)
+        verifiers = [other.deploy_verifier(c) for c in spec.circuits]
+        links = [list(ln) for ln in spec.links]
+        squats = {
+            "squat-in-scale": ((spec.input_scale + 1, spec.output_scale, spec.num_inputs), "input_scale"),
+            "squat-out-scale": ((spec.input_scale, spec.output_scale + 3, spec.num_inputs), "output_scale"),
+            "squat-inputs": ((spec.input_scale, spec.output_scale, spec.num_inputs + 1), "num_inputs"),
+        }
+        for name, ((in_s, out_s, n_in), field) in squats.items():
+            squatted = dataclasses.replace(spec, model_id="0x" + job_id_bytes(name).hex())
+            other.transact(reg.functions.registerModel(job_id_bytes(squatted.model_id), verifiers, in_s, out_s, n_in,
+                                                       spec.num_outputs, links))  # fmt: skip
+            with pytest.raises(ChainError, match=f"registered with different {field}"):
+                other._check_same_model(squatted, other.model(squatted.model_id))
+        honest = dataclasses.replace(spec, model_id="0x" + job_id_bytes("honest-copy").hex())
+        other.transact(reg.functions.registerModel(job_id_bytes(honest.model_id), verifiers, spec.input_scale,
+                                                   spec.output_scale, spec.num_inputs, spec.num_outputs, links))  # fmt: skip
+        other._check_same_model(honest, other.model(honest.model_id))  # the same fields: accepted

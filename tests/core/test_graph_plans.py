@@ -42,7 +42,9 @@ def test_tiling_every_tileable_op_keeps_the_function(zoo_model, name, spatial):
     np.testing.assert_allclose(_ort(tiled, x), _ort(lm.proto, x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("name", "k"), [("cnn_tiled", 15), ("lenet_cifar", 17), ("mlp_gemm_wide", 15), ("resblock", 15)])
+@pytest.mark.parametrize(
+    ("name", "k"), [("cnn_tiled", 15), ("lenet_cifar", 16), ("lenet_cifar", 15), ("mlp_gemm_wide", 15), ("resblock", 15)]
+)
 def test_tiled_plan_chained_equals_whole_model(zoo_model, tmp_path, name, k):
     path = zoo_model(name)
     plan = dsperse.slice(path, tmp_path / "p", max_logrows=k)
