@@ -50,22 +50,22 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
 
     budget = sizing.row_budget(max_logrows)
     forced: dict[str, int] = {}
-    shrink = 1.0
+    calib: dict[str, float] = {}  # node -> EZKL's rows / the estimate, learned from pieces that came out over
     for round_ in range(MAX_ROUNDS):
         shapes = _shapes(lm.proto)
         proto, groups = tile_model(lm.proto, int(budget * 0.9), lambda n: _node_cost(n, shapes), forced=forced)
         proto = _with_source(proto, lm.input_name)
         shapes = _shapes(proto)
         pins = {name: (gi, t) for gi, g in enumerate(groups) if g.spatial for t, members in enumerate(g.tiles) for name in members}
-        costs = {n.name: _plan_cost(n, shapes) for n in proto.graph.node}
-        pieces = _cut(proto, lm, costs, int(budget * shrink), pins)
+        costs = {n.name: int(_plan_cost(n, shapes) * calib.get(n.name, 1.0)) for n in proto.graph.node}
+        pieces = _cut(proto, lm, costs, budget, pins)
         pieces = _add_source_if_needed(proto, pieces, lm.input_name)
         rows = _measure(proto, pieces, lm.input_name, lm.output_name) if estimate == "ezkl" else [p.cost for p in pieces]
         over = [(p, r) for p, r in zip(pieces, rows) if r > budget]
         if not over:
             break
         log.info("plan round %d: %d slices over %d rows (%s); tiling finer", round_ + 1, len(over), budget,
-                 ", ".join(f"{r:,} vs estimated {p.cost:,}" for p, r in over))
+                 ", ".join(f"{r:,} vs estimated {p.cost:,} ({_ops(proto, p)})" for p, r in over))
         for p, r in over:
             names = {proto.graph.node[j].name for j in p.nodes}
             tiles_in = [(g, t) for g in groups for t in g.tiles if set(t) & names]
@@ -81,7 +81,10 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
                     )
                 forced[g.op] = math.ceil(len(g.tiles) * r / budget * 1.1)
             elif len([j for j in p.nodes if proto.graph.node[j].op_type not in ("Identity", "Concat")]) > 1:
-                shrink = min(shrink, 0.95 * shrink * budget / r)  # the estimate packed too much: pack less
+                ratio = 1.05 * r / max(p.cost, 1)  # the estimate packed too much: cost these nodes as EZKL does
+                for j in p.nodes:
+                    name = proto.graph.node[j].name
+                    calib[name] = calib.get(name, 1.0) * ratio
                 for g, _ in tiles_in:  # and make its tiles match what EZKL counts
                     forced[g.op] = max(forced.get(g.op, len(g.tiles)), math.ceil(len(g.tiles) * r / max(p.cost, 1)))
             elif proto.graph.node[p.nodes[0]].name == "dsperse::source":
@@ -127,6 +130,11 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
     plan.save()
     log.info("planned %s at max_logrows=%d: %d slices, %d tiled ops", lm.path.name, max_logrows, len(slices), len(groups))
     return plan
+
+
+def _ops(proto: onnx.ModelProto, p: _Piece) -> str:
+    ops = [proto.graph.node[j].op_type for j in p.nodes]
+    return " ".join(ops[:6]) + (f" +{len(ops) - 6}" if len(ops) > 6 else "")
 
 
 def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

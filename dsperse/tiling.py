@@ -1,7 +1,8 @@
 """Split an op too big for one circuit into tiles that are proven separately.
 
 A 2-D Conv is split into bands of output rows over all its channels (and, when one row is still too big, also
-into output-channel groups); a Gemm or a MatMul with constant weights by output columns. Each tile computes
+into output-channel groups); a MatMul with constant weights over a sequence, by rows of the sequence (then
+also by output columns); a Gemm, or a MatMul without a sequence dimension, by output columns. Each tile computes
 the op on its part, followed by the channel-local ops after it (bias, activation, pooling, scalar arithmetic,
 batch norm), and Concat nodes put the pieces back, so the rewritten graph computes the same function and
 nothing downstream changes.
@@ -142,8 +143,9 @@ def tile_model(
         total = cost(node) + sum(cost(g.node[k]) for k in chain)
         parts = forced.get(name, math.ceil(total / max(budget, 1)))
         last_out = g.node[chain[-1]].output[0] if chain else node.output[0]
-        window_ops = _window_ops(node, [g.node[k] for k in chain], inits, rank) if spatial else None
-        height = shapes[last_out][2] if window_ops is not None else 1
+        rows_spec = _row_tiling(node, [g.node[k] for k in chain], inits, rank) if spatial else None
+        row_axis, window_ops = rows_spec if rows_spec is not None else (0, [])
+        height = shapes[last_out][row_axis] if rows_spec is not None else 1
         n_groups, n_bands = layout(parts, n_out, height)
         if n_groups * n_bands <= 1:
             new_nodes.append(node)
@@ -169,7 +171,7 @@ def tile_model(
             for t, (r0, r1) in enumerate(bands):
                 lo, hi = _rows_needed(r0, r1, window_ops)
                 wname = f"{name}::window{t}"
-                consts = {"starts": [lo], "ends": [hi], "axes": [2], "steps": [1]}
+                consts = {"starts": [lo], "ends": [hi], "axes": [row_axis], "steps": [1]}
                 for key, val in consts.items():
                     new_inits.append(numpy_helper.from_array(np.array(val, np.int64), f"{wname}::{key}"))
                 sl = helper.make_node("Slice", [src, *(f"{wname}::{k}" for k in consts)], [wname], name=wname)
@@ -213,7 +215,7 @@ def tile_model(
                     nn.input.extend(ins)
                     del nn.output[:]
                     nn.output.extend(outs)
-                    if k == j and t in window_of:
+                    if k == j and t in window_of and node.op_type == "Conv":
                         _set_attr(nn, "pads", [0, 0, 0, 0])
                     new_nodes.append(nn)
                     members.append(nn.name)
@@ -227,11 +229,11 @@ def tile_model(
             parts_out = []
             for cg in range(n_groups):
                 out = f"{last_out}::ch{cg}"
-                joins.append(helper.make_node("Concat", tails[cg * n_bands:(cg + 1) * n_bands], [out], name=f"{name}::rows{cg}", axis=2))
+                joins.append(helper.make_node("Concat", tails[cg * n_bands:(cg + 1) * n_bands], [out], name=f"{name}::rows{cg}", axis=row_axis))
                 parts_out.append(out)
-            joins.append(helper.make_node("Concat", parts_out, [last_out], name=f"{name}::concat", axis=1))
+            joins.append(helper.make_node("Concat", parts_out, [last_out], name=f"{name}::concat", axis=axis))
         else:
-            joins.append(helper.make_node("Concat", tails, [last_out], name=f"{name}::concat", axis=2 if n_bands > 1 else axis))
+            joins.append(helper.make_node("Concat", tails, [last_out], name=f"{name}::concat", axis=row_axis if n_bands > 1 else axis))
         new_nodes.extend(joins)
         groups.append(TileGroup(
             name, node.op_type, axis, tuple(tile_ranges), tuple(tile_names), tuple(n.name for n in joins),
@@ -258,6 +260,29 @@ def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in [*g.value_info, *g.input, *g.output]}
 
 
+def _row_tiling(node: onnx.NodeProto, chain: list[onnx.NodeProto], inits, rank) -> tuple[int, list[tuple[int, int]]] | None:
+    """(row axis, (effective kernel height, stride) of each op that changes the rows) when the op and its
+    followers can be tiled by rows of their output, else None.
+
+    A 2-D Conv's rows are its output's height (a halo for the kernel and pools); a MatMul's are the sequence
+    dimension of a (batch, sequence, features) input, each row computed on its own (no halo).
+    """
+    r = rank.get(node.output[0], 0)
+    if node.op_type == "MatMul" and r >= 3:
+        row = r - 2
+        for n in chain:
+            if n.op_type in BINARY_LOCAL and _varies_along(next(inits[t] for t in n.input if t in inits), row, r):
+                return None
+        return row, []
+    ops = _window_ops(node, chain, inits, rank)
+    return None if ops is None else (2, ops)
+
+
+def _varies_along(arr: np.ndarray, axis: int, out_rank: int) -> bool:
+    idx = axis - (out_rank - arr.ndim)
+    return idx >= 0 and arr.shape[idx] != 1
+
+
 def _window_ops(conv: onnx.NodeProto, chain: list[onnx.NodeProto], inits, rank) -> list[tuple[int, int]] | None:
     """(effective kernel height, stride) of each op that changes the rows, in order; None when the chain cannot
     be tiled by rows (not a 2-D Conv, auto_pad, a padded or ceil-mode pool, a constant that varies by row)."""
@@ -271,10 +296,8 @@ def _window_ops(conv: onnx.NodeProto, chain: list[onnx.NodeProto], inits, rank) 
                 return None
             kh = _attr(n, "kernel_shape")[0]
             ops.append(((kh - 1) * _attr(n, "dilations", [1, 1])[0] + 1, _attr(n, "strides", [1, 1])[0]))
-        elif n.op_type in BINARY_LOCAL:
-            arr = next(inits[t] for t in n.input[1:] if t in inits)
-            if arr.ndim >= 2 and arr.shape[arr.ndim - 2] != 1:  # varies along the rows
-                return None
+        elif n.op_type in BINARY_LOCAL and _varies_along(next(inits[t] for t in n.input if t in inits), 2, 4):
+            return None
     return ops
 
 
@@ -344,9 +367,10 @@ def _followers(nodes, j, consumers, inits, outputs, axis, n_out, spatial_ok, ran
     while cur not in outputs and len(consumers.get(cur, [])) == 1:
         k = consumers[cur][0]
         n = nodes[k]
-        if n.input[0] != cur or len(n.output) != 1:
+        commuted = n.op_type in ("Add", "Mul") and len(n.input) == 2 and n.input[1] == cur  # torch: Add(bias, x)
+        if (n.input[0] != cur and not commuted) or len(n.output) != 1:
             break
-        others = [t for t in n.input[1:] if t]
+        others = [t for t in n.input if t and t != cur]
         if n.op_type in UNARY_LOCAL or n.op_type == "Clip":
             ok = all(t in inits and inits[t].size == 1 for t in others)
         elif n.op_type in POOLS:

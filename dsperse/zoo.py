@@ -92,13 +92,9 @@ def residual():
     return _residual(1, 2, 5, 3)
 
 
-@_register("transformer")
-def transformer():
-    """One pre-norm attention block plus MLP over 4 tokens of width 8."""
-    torch, nn = _torch()
-
+def _block(torch, nn, d: int):
     class Block(nn.Module):
-        def __init__(self, d=8):
+        def __init__(self, d=d):
             super().__init__()
             self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
             self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
@@ -113,7 +109,21 @@ def transformer():
             x = x + self.proj(att @ v)
             return x + self.ff(self.ln2(x))
 
-    return Block(), (1, 4, 8)
+    return Block()
+
+
+@_register("transformer")
+def transformer():
+    """One pre-norm attention block plus MLP over 4 tokens of width 8."""
+    torch, nn = _torch()
+    return _block(torch, nn, 8), (1, 4, 8)
+
+
+@_register("transformer_wide")
+def transformer_wide():
+    """The same block over 16 tokens of width 32: its Linears need tiling by sequence rows at k=15."""
+    torch, nn = _torch()
+    return _block(torch, nn, 32), (1, 16, 32)
 
 
 @_register("lenet_cifar")

@@ -28,7 +28,7 @@ def _ort(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("spatial", [True, False], ids=["rows+channels", "channels"])
-@pytest.mark.parametrize("name", ["cnn_tiled", "lenet_cifar", "mlp_gemm_wide", "resblock", "transformer", "residual"])
+@pytest.mark.parametrize("name", ["cnn_tiled", "lenet_cifar", "mlp_gemm_wide", "resblock", "transformer", "transformer_wide", "residual"])
 def test_tiling_every_tileable_op_keeps_the_function(zoo_model, name, spatial):
     """With a tiny budget every Conv/Gemm/MatMul with weights is tiled to single rows and channels (padded Convs
     and pooled ones included); onnxruntime gives the same output."""
@@ -37,13 +37,13 @@ def test_tiling_every_tileable_op_keeps_the_function(zoo_model, name, spatial):
     tiled, groups = tile_model(lm.proto, 1, lambda n: _node_cost(n, shapes) + 1, spatial=spatial)
     assert groups, f"{name}: nothing was tiled"
     assert all(len(g.tiles) >= 2 for g in groups)
-    assert any(g.spatial for g in groups) == (spatial and any(g.op_type == "Conv" for g in groups))
+    assert any(g.spatial for g in groups) == (spatial and name != "mlp_gemm_wide")  # Conv rows, sequence rows
     x = np.random.default_rng(0).standard_normal(lm.input_shape).astype(np.float32)
     np.testing.assert_allclose(_ort(tiled, x), _ort(lm.proto, x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
-    ("name", "k"), [("cnn_tiled", 15), ("lenet_cifar", 16), ("lenet_cifar", 15), ("mlp_gemm_wide", 15), ("resblock", 15)]
+    ("name", "k"), [("cnn_tiled", 15), ("lenet_cifar", 16), ("lenet_cifar", 15), ("mlp_gemm_wide", 15), ("resblock", 15), ("transformer_wide", 15)]
 )
 def test_tiled_plan_chained_equals_whole_model(zoo_model, tmp_path, name, k):
     path = zoo_model(name)
@@ -79,6 +79,14 @@ def test_lenet_plan_is_a_graph_of_tiles(zoo_model, tmp_path):
     assert "a graph" in text and "rows 0:2 (1 of 7)" in text and f"{len(plan.slices)} slices" in text
     assert f"distinct circuits {len({s.circuit_group for s in plan.slices})}" in text
     assert dsperse.SlicePlan.load(plan.root).edges == plan.edges  # the graph survives plan.json
+
+
+def test_transformer_linears_are_tiled_by_sequence_rows(zoo_model, tmp_path):
+    """At k=15 the feed-forward MatMuls of a 16-token block are cut into bands of tokens: one circuit per MatMul."""
+    plan = dsperse.slice(zoo_model("transformer_wide"), tmp_path / "p", max_logrows=15)
+    for op in ("/ff/ff.0/MatMul", "/ff/ff.2/MatMul"):
+        bands = [s for s in plan.slices if s.tile.startswith(f"MatMul {op} rows")]
+        assert len(bands) >= 2 and len({s.circuit_group for s in bands}) == 1
 
 
 def test_chain_is_the_special_case(mlp_plan):
