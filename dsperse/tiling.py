@@ -112,7 +112,7 @@ def tile_model(
     """Rewrite ``proto`` so that no tileable op (with the ops that follow it) costs more than ``budget`` rows.
 
     ``forced`` maps an op's name to a tile count, overriding the estimate (the planner raises it when EZKL
-    counts more rows than estimated). ``spatial=False`` tiles a Conv by output channels only.
+    counts more rows than estimated). ``spatial=False`` tiles by output channels/columns only (no row bands).
     """
     forced = forced or {}
     g = proto.graph
