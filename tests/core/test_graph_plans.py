@@ -107,7 +107,7 @@ def _onnx_file(path: Path, node, inputs: dict, output: tuple, weights: dict) -> 
 
 
 def test_planner_refuses_an_op_that_cannot_fit_and_names_it(tmp_path):
-    """One output channel (one row high) of an 11x11 Conv over 16 channels is 43 k rows: over k=15, no finer tile."""
+    """One output channel (one row high) of an 11x11 Conv over 16 channels is 52,800 rows: over k=15, no finer tile."""
     from onnx import helper
 
     conv = helper.make_node("Conv", ["x", "W"], ["y"], name="big", kernel_shape=[11, 11], strides=[1, 1], pads=[0] * 4, dilations=[1, 1])
