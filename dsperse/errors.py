@@ -116,3 +116,11 @@ class TransactionRevertedError(ChainError):
 
 class ToolchainError(DsperseError):
     """Raised when anvil, cast or solc is missing; says how to install them."""
+
+
+# -- proof of sampling ---------------------------------------------------------
+class SamplingError(DsperseError, ValueError):
+    """Raised for bad Proof-of-Sampling parameters (probabilities, shares, costs, strategies).
+
+    Also a ValueError, which is what these checks raised before they had a family of their own.
+    """

@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import SamplingError
+
 Strategy = Literal["honest", "cheat", "mixed", "collude"]
 STRATEGIES: tuple[Strategy, ...] = ("honest", "cheat", "mixed", "collude")
 
@@ -46,16 +48,16 @@ class Economics:
 
     def __post_init__(self) -> None:
         if self.R < 0 or self.S < 0 or self.C < 0 or self.K < 0 or self.proof_cost < 0:
-            raise ValueError(f"R, S, C, K and proof_cost must be >= 0, got {self}")
+            raise SamplingError(f"R, S, C, K and proof_cost must be >= 0, got {self}")
         if not 0.0 <= self.r <= 1.0:
-            raise ValueError(f"colluding share r must be in [0, 1], got {self.r}")
+            raise SamplingError(f"colluding share r must be in [0, 1], got {self.r}")
         if self.C > self.K and self.K > 0:
-            raise ValueError(f"cheating cannot save more (C={self.C}) than the honest cost (K={self.K})")
+            raise SamplingError(f"cheating cannot save more (C={self.C}) than the honest cost (K={self.K})")
 
 
 def _check_p(p: float) -> None:
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"audit probability p must be in [0, 1], got {p}")
+        raise SamplingError(f"audit probability p must be in [0, 1], got {p}")
 
 
 def detection_probability(p: float, r: float = 0.0) -> float:
@@ -75,9 +77,9 @@ def expected_profit(strategy: Strategy, p: float, e: Economics, q: float = 1.0) 
         return (1.0 - d) * e.R - (e.K - e.C) - d * e.S
     if strategy == "mixed":
         if not 0.0 <= q <= 1.0:
-            raise ValueError(f"cheat probability q must be in [0, 1], got {q}")
+            raise SamplingError(f"cheat probability q must be in [0, 1], got {q}")
         return q * expected_profit("cheat", p, e) + (1.0 - q) * honest
-    raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    raise SamplingError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 def cheating_advantage(p: float, e: Economics, colluding: bool = False) -> float:

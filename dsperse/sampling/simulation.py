@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import SamplingError
 from .economics import STRATEGIES, Economics, expected_profit, min_audit_probability
 
 _CODES = {s: i for i, s in enumerate(STRATEGIES)}
@@ -40,14 +41,14 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {self.p}")
+            raise SamplingError(f"p must be in [0, 1], got {self.p}")
         if self.n_operators < 1 or self.jobs_per_operator < 1 or self.chunk_size < 1:
-            raise ValueError("n_operators, jobs_per_operator and chunk_size must be >= 1")
+            raise SamplingError("n_operators, jobs_per_operator and chunk_size must be >= 1")
         unknown = set(self.mix) - set(STRATEGIES)
         if unknown:
-            raise ValueError(f"unknown strategies in mix: {sorted(unknown)}; use {STRATEGIES}")
+            raise SamplingError(f"unknown strategies in mix: {sorted(unknown)}; use {STRATEGIES}")
         if sum(self.mix.values()) <= 0 or any(v < 0 for v in self.mix.values()):
-            raise ValueError(f"mix shares must be >= 0 and not all 0: {self.mix}")
+            raise SamplingError(f"mix shares must be >= 0 and not all 0: {self.mix}")
 
     def strategies(self) -> np.ndarray:
         """Strategy code per operator, deterministic: counts by largest remainder, in STRATEGIES order."""
