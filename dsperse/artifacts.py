@@ -65,8 +65,8 @@ class Slice:
     tile: str = ""
     """What part of a tiled op this slice computes (e.g. "Conv /0/Conv rows 0:2 (1 of 7)"); empty if untiled."""
     circuit_group: str = ""
-    """Content hash of the slice file (graph plans): slices with the same group are one circuit with one key."""
-    """Slices with the same non-empty group have the same circuit (same shape, same weights): one setup."""
+    """Content hash of the slice file (graph plans): slices with the same non-empty group are one circuit (same
+    shape, same weights), set up once with one key."""
 
     @property
     def input_name(self) -> str:

@@ -28,7 +28,7 @@ from . import sizing, storage
 from .artifacts import Slice, SlicePlan
 from .errors import SlicingError
 from .model import LoadedModel
-from .tiling import tile_model
+from .tiling import tensor_shapes, tile_model
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
     budget = sizing.row_budget(max_logrows)
     forced: dict[str, int] = {}
     calib: dict[str, float] = {}  # node -> EZKL's rows / the estimate, learned from pieces that came out over
+    model_shapes = tensor_shapes(lm.proto)
     for round_ in range(MAX_ROUNDS):
-        shapes = _shapes(lm.proto)
-        proto, groups = tile_model(lm.proto, int(budget * 0.9), lambda n: _node_cost(n, shapes), forced=forced)
+        proto, groups = tile_model(lm.proto, int(budget * 0.9), lambda n: _node_cost(n, model_shapes), forced=forced)
         proto = _with_source(proto, lm.input_name)
-        shapes = _shapes(proto)
+        shapes = tensor_shapes(proto)
         pins = {name: (gi, t) for gi, g in enumerate(groups) if g.spatial for t, members in enumerate(g.tiles) for name in members}
         costs = {n.name: int(_plan_cost(n, shapes) * calib.get(n.name, 1.0)) for n in proto.graph.node}
         pieces = _cut(proto, lm, costs, budget, pins)
@@ -66,10 +66,10 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
             break
         log.info("plan round %d: %d slices over %d rows (%s); tiling finer", round_ + 1, len(over), budget,
                  ", ".join(f"{r:,} vs estimated {p.cost:,} ({_ops(proto, p)})" for p, r in over))
+        joins = {c for g in groups for c in (*g.joins, *g.windows)}
         for p, r in over:
             names = {proto.graph.node[j].name for j in p.nodes}
             tiles_in = [(g, t) for g in groups for t in g.tiles if set(t) & names]
-            joins = {c for g in groups for c in (*g.joins, *g.windows)}
             if len(tiles_in) == 1 and set(tiles_in[0][1]) >= names - {"dsperse::source"} - joins:
                 g, members = tiles_in[0]  # one tile alone is too big: more tiles for its op
                 if g.minimal(g.tiles.index(members)):
@@ -104,7 +104,6 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
         raise SlicingError(f"could not fit every slice within max_logrows={max_logrows} after {MAX_ROUNDS} rounds")
 
     root.mkdir(parents=True, exist_ok=True)
-    shapes = _shapes(proto)
     tile_of = {name: g.describe(t) for g in groups for t, members in enumerate(g.tiles) for name in members}
     extractor = Extractor(proto)
     slices = []
@@ -135,13 +134,6 @@ def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str =
 def _ops(proto: onnx.ModelProto, p: _Piece) -> str:
     ops = [proto.graph.node[j].op_type for j in p.nodes]
     return " ".join(ops[:6]) + (f" +{len(ops) - 6}" if len(ops) > 6 else "")
-
-
-def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    g = proto.graph
-    out = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in [*g.value_info, *g.input, *g.output]}
-    out.update({i.name: tuple(i.dims) for i in g.initializer})
-    return out
 
 
 def _static(proto: onnx.ModelProto) -> set[str]:

@@ -122,7 +122,7 @@ def tile_model(
     for j, n in enumerate(g.node):
         for t in n.input:
             consumers.setdefault(t, []).append(j)
-    shapes = _shapes(proto)
+    shapes = tensor_shapes(proto)
     rank = {k: len(v) for k, v in shapes.items()}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
 
@@ -255,9 +255,12 @@ def tile_model(
     return shape_inference.infer_shapes(out, strict_mode=True), groups
 
 
-def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Static shape of every tensor of a shape-inferred model, initializers included."""
     g = proto.graph
-    return {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in [*g.value_info, *g.input, *g.output]}
+    out = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in [*g.value_info, *g.input, *g.output]}
+    out.update({i.name: tuple(i.dims) for i in g.initializer})
+    return out
 
 
 def _row_tiling(node: onnx.NodeProto, chain: list[onnx.NodeProto], inits, rank) -> tuple[int, list[tuple[int, int]]] | None:
