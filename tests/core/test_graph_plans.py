@@ -187,6 +187,18 @@ def test_graph_swapped_intermediate_on_a_merge_slice_is_rejected(graph_run, tmp_
 
 
 @pytest.mark.slow
+def test_graph_band_proofs_swapped_between_bands_are_rejected(graph_run, tmp_path):
+    """Two bands share one circuit, so each one's proof verifies in the other's place; the links do not."""
+    plan = graph_run.plan
+    a, b = [s.index for s in plan.slices if s.tile.startswith("Conv")][:2]
+    assert graph_run.circuits[a].key_id == graph_run.circuits[b].key_id
+    swapped = _swap_proof(graph_run, a, graph_run.proofs[b].path, tmp_path)
+    swapped = _swap_proof(swapped, b, graph_run.proofs[a].path, tmp_path)
+    with pytest.raises(LinkError, match=f"slice {a}|slice {b}"):
+        dsperse.verify(swapped)
+
+
+@pytest.mark.slow
 def test_multi_column_middle_slice_links_honestly(wide_run):
     """Slice 1's input and output both span two columns; every column is linked and the run verifies."""
     lay = wide_run.circuits[1].layout
