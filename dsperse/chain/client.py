@@ -36,12 +36,12 @@ from ..artifacts import Circuit, Edge, Run
 from ..errors import ChainError, ChainUnavailableError, LinkError, TransactionRevertedError
 from .anvil import LocalChain
 from .deployments import Deployments, default_path
-from .toolchain import EIP170_LIMIT, REPO_ROOT, CompiledContract, compile_solidity
+from .toolchain import EIP170_LIMIT, CompiledContract, compile_solidity
 from .verifiers import slice_verifier
 
 log = logging.getLogger(__name__)
 
-REGISTRY_SOURCE = REPO_ROOT / "contracts" / "ProofOfInference.sol"
+REGISTRY_SOURCE = Path(__file__).with_name("contracts") / "ProofOfInference.sol"
 REGISTRY_NAME = "ProofOfInference"
 PENDING_FILE = "pending_submit.json"
 SUBMITTED_FILE = "chain_receipt.json"
@@ -150,6 +150,12 @@ class SubmitResult:
     gas_used: int | None
     registry: str
     chain_id: int
+    receipt_id: str = ""
+    """0x bytes32 under which the registry stores this receipt (what a market's proveWithReceipt names)."""
+
+    def __post_init__(self) -> None:
+        if not self.receipt_id:
+            object.__setattr__(self, "receipt_id", self.job_id)
 
 
 @dataclass(frozen=True)

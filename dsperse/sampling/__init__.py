@@ -1,7 +1,7 @@
 """Proof of Sampling: a staking market that audits a random share p of inference jobs.
 
 - :mod:`.economics`: when honesty pays (``min_audit_probability``, ``expected_profit``), pure arithmetic.
-- :mod:`.market`: web3 SDK over contracts/PoSPMarket.sol (Requester, Operator, Challenger, Validator).
+- :mod:`.market`: web3 SDK over dsperse/chain/contracts/PoSPMarket.sol (Requester, Operator, Challenger, Validator).
 - :mod:`.cli`: ``dsperse market ...``.
 - :mod:`.reexec`: validator re-execution with EZKL's deterministic witness generator.
 - :mod:`.actors`: operators, validators and watchtowers as Ray actors.

@@ -1,4 +1,4 @@
-"""Thin web3 SDK over contracts/PoSPMarket.sol, one class per role.
+"""Thin web3 SDK over dsperse/chain/contracts/PoSPMarket.sol, one class per role.
 
 - :class:`Market` deploys or attaches to the contract and reads its state.
 - :class:`Requester` registers models and posts jobs; :class:`Operator` stakes, commits outputs,
@@ -25,7 +25,7 @@ from web3.logs import DISCARD
 
 from ..errors import ChainError, TransactionRevertedError
 
-CONTRACT_PATH = Path(__file__).resolve().parents[2] / "contracts" / "PoSPMarket.sol"
+CONTRACT_PATH = Path(__file__).resolve().parents[1] / "chain" / "contracts" / "PoSPMarket.sol"
 BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"
 ETHER = 10**18
 
