@@ -151,17 +151,18 @@ def _trusted_srs(path: Path | str):
 
 
 def _check_registered(run: Run, chain) -> None:
-    """The receipt's model must be registered on ``chain`` with exactly these slices' verifiers and links."""
-    from .chain.client import model_spec
+    """The run's model must be registered on ``chain`` with exactly these slices' verifiers and links: the
+    registry's ids are content hashes of those, so being registered under this run's id is the check."""
+    from .chain.client import model_spec, registry_model_id
     from .errors import ChainError
 
     try:
-        existing = chain.model(run.receipt.model_id)
+        key = registry_model_id(model_spec(run))
+        existing = chain.model(key)
     except ChainError as exc:
         raise VerificationError(f"cannot read the model registration: {exc}") from exc
     if existing is None:
-        raise VerificationError(f"model {run.receipt.model_id} is not registered on chain {chain.chain_id}: nothing vouches for its keys")
-    try:
-        chain._check_same_model(model_spec(run), existing)
-    except ChainError as exc:
-        raise VerificationError(f"the registered model does not match this run: {exc}") from exc
+        raise VerificationError(
+            f"model {run.receipt.model_id} is not registered on chain {chain.chain_id} (registry id {key}) with these "
+            "verifiers, scales and links: nothing vouches for its keys"
+        )

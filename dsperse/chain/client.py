@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import requests
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
@@ -47,6 +48,8 @@ PENDING_FILE = "pending_submit.json"
 SUBMITTED_FILE = "chain_receipt.json"
 FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 GAS_MARGIN = 1.2
+MAX_CALLDATA = 120 * 1024
+"""Largest calldata one submission part carries: geth's txpool refuses transactions over 128 KiB."""
 _HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
@@ -101,7 +104,8 @@ class Submission:
     job_id: str
     """0x-prefixed bytes32."""
     model_id: str
-    """0x-prefixed bytes32 (the run receipt's sha256 model id)."""
+    """0x-prefixed bytes32: the model's registry id (:func:`registry_model_id`, a content hash), not the run
+    receipt's sha256 label."""
     proofs: tuple[str, ...]
     instances: tuple[tuple[int, ...], ...]
 
@@ -125,7 +129,8 @@ def default_job_id(run: Run) -> str:
 
 
 def submission_from_run(run: Run, job_id: str | bytes | None = None) -> Submission:
-    """Read the run's slice proofs into the calldata the registry expects."""
+    """Read the run's slice proofs into the calldata the registry expects (no chain needed: the registry id
+    is computed from the slices' verifier code)."""
     proofs, instances = [], []
     for rec in sorted(run.proofs, key=lambda p: p.slice_index):
         path = Path(rec.path)
@@ -138,7 +143,22 @@ def submission_from_run(run: Run, job_id: str | bytes | None = None) -> Submissi
         proofs.append(hexp if hexp.startswith("0x") else "0x" + hexp)
         instances.append(tuple(felt_to_uint(f) for col in data["instances"] for f in col))
     jid = job_id if job_id is not None else default_job_id(run)
-    return Submission(_hex32(job_id_bytes(jid)), "0x" + run.receipt.model_id, tuple(proofs), tuple(instances))
+    key = registry_model_id(model_spec(run))
+    return Submission(_hex32(job_id_bytes(jid)), key, tuple(proofs), tuple(instances))
+
+
+def proofs_digest(proofs: Sequence[str]) -> bytes:
+    """The registry's running hash over the proofs in slice order: d = keccak(abi.encode(d, keccak(proof)))."""
+    d = b"\0" * 32
+    for p in proofs:
+        d = keccak(d + keccak(hexstr=p))
+    return d
+
+
+def commitment_of(sub: Submission, prover: str) -> bytes:
+    """What ``prover`` commits (ProofOfInference.commitmentOf) before it reveals the proofs of ``sub``."""
+    return keccak(abi_encode(["address", "bytes32", "bytes32", "bytes32"],
+                             [prover, job_id_bytes(sub.job_id), job_id_bytes(sub.model_id), proofs_digest(sub.proofs)]))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -150,12 +170,11 @@ class SubmitResult:
     gas_used: int | None
     registry: str
     chain_id: int
-    receipt_id: str = ""
-    """0x bytes32 under which the registry stores this receipt (what a market's proveWithReceipt names)."""
-
-    def __post_init__(self) -> None:
-        if not self.receipt_id:
-            object.__setattr__(self, "receipt_id", self.job_id)
+    receipt_id: str
+    """0x bytes32 under which the registry stores this receipt: receiptId(prover, jobId), bound to the chain and
+    the registry (what a market's proveWithReceipt names)."""
+    parts: int = 1
+    """Transactions the proofs took (a plan too big for one block is sent in parts); the commitment is one more."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +183,10 @@ class OnchainReceipt:
 
     job_id: str
     model_id: str
-    """hex, no 0x: compares equal to ``run.receipt.model_id``."""
+    """hex, no 0x: the registered model's label, which compares equal to ``run.receipt.model_id``."""
+    registry_model_id: str
+    """hex, no 0x: the registry's content id of the model (label, verifier code, scales, counts, links)."""
+    receipt_id: str
     input_hash: str
     """0x keccak256 of slice 0's public input field elements (abi.encodePacked uint256[])."""
     output_hash: str
@@ -195,6 +217,7 @@ OnchainLink = tuple[int, int, int, int, int]
 @dataclass(frozen=True)
 class ModelSpec:
     model_id: str
+    """The off-chain model id (sha256 over the verifying keys): the registration's label."""
     circuits: tuple[Circuit, ...]
     input_scale: int
     output_scale: int
@@ -257,6 +280,27 @@ def model_spec(circuits_or_run: Run | Sequence[Circuit] | Path | str) -> ModelSp
     if num_out == 0:
         raise ChainError(f"{last.settings}: no public output shape in model_instance_shapes")
     return ModelSpec(compute_model_id(circuits), circuits, circuits[0].input_scale, last.output_scale, num_in, num_out, onchain)
+
+
+def verifier_codehashes(spec: ModelSpec) -> list[bytes]:
+    """keccak256 of each slice verifier's runtime code, as the chain reports ``extcodehash`` once deployed."""
+    return [
+        keccak(hexstr=slice_verifier(Path(c.vk), Path(c.settings), Path(c.srs), size_limit=None).contract.deployed_bytecode)
+        for c in spec.circuits
+    ]
+
+
+def registry_model_id(spec: ModelSpec, codehashes: Sequence[bytes] | None = None) -> str:
+    """The registry's id of a model (ProofOfInference.modelKey), 0x-prefixed: a hash of the label, the verifier
+    code, scales, I/O counts and link table. Content-addressed, so a squatter's registration of the same label
+    with anything else has another id, and no chain is needed to compute it."""
+    code = list(codehashes) if codehashes is not None else verifier_codehashes(spec)
+    enc = abi_encode(
+        ["bytes32", "bytes32[]", "uint32", "uint32", "uint32", "uint32", "(uint32,uint32,uint32,uint32,uint32)[]"],
+        [bytes.fromhex(spec.model_id), code, spec.input_scale, spec.output_scale, spec.num_inputs, spec.num_outputs,
+         [tuple(ln) for ln in spec.links]],
+    )  # fmt: skip
+    return _hex32(keccak(enc))
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -374,7 +418,7 @@ class ReceiptChain:
         limit = self._block_gas_limit()
         try:
             with self._rpc(what):
-                est = int(self.w3.eth.estimate_gas(tx))
+                est = int(self.w3.eth.estimate_gas(tx, "pending"))  # in the next block, where the tx lands
         except ContractLogicError as exc:
             reason = _revert_reason(exc)
             if any(w in reason.lower() for w in _GAS_WORDS):
@@ -474,56 +518,37 @@ class ReceiptChain:
         return addr
 
     def model(self, model_id: str) -> dict | None:
-        """The registry's record of a model, or None when it is not registered."""
+        """The registry's record of a model (by its registry id), or None when it is not registered."""
         reg = self.registry()
+        key = job_id_bytes(model_id)
         with self._rpc("reading a model"):
-            v, in_s, out_s, n_in, n_out, who = reg.functions.getModel(job_id_bytes(model_id)).call()
+            v, in_s, out_s, n_in, n_out, who = reg.functions.getModel(key).call()
             if not v:
                 return None
-            links = [tuple(int(x) for x in ln) for ln in reg.functions.getLinks(job_id_bytes(model_id)).call()]
+            links = [tuple(int(x) for x in ln) for ln in reg.functions.getLinks(key).call()]
+            label = bytes(reg.functions.modelLabel(key).call()).hex()
         return {"verifiers": list(v), "input_scale": in_s, "output_scale": out_s, "num_inputs": n_in,
-                "num_outputs": n_out, "registrant": who, "links": links}  # fmt: skip
+                "num_outputs": n_out, "registrant": who, "links": links, "label": label}  # fmt: skip
 
     def register_model(self, circuits_or_run: Run | Sequence[Circuit] | Path | str) -> str:
-        """Deploy the slice verifiers and register the model (idempotent); returns the model id (hex)."""
-        spec = model_spec(circuits_or_run)
-        reg = self.registry(deploy=True)
-        existing = self.model(spec.model_id)
-        if existing is not None:
-            self._check_same_model(spec, existing)
-            return spec.model_id
-        verifiers = [self.deploy_verifier(c) for c in spec.circuits]
-        fn = reg.functions.registerModel(
-            job_id_bytes(spec.model_id), verifiers, spec.input_scale, spec.output_scale, spec.num_inputs, spec.num_outputs,
-            [list(ln) for ln in spec.links],
-        )
-        self.transact(fn, f"registering model {spec.model_id[:12]}")
-        return spec.model_id
+        """Deploy the slice verifiers and register the model (idempotent); returns its registry id (hex, no 0x).
 
-    def _check_same_model(self, spec: ModelSpec, existing: dict) -> None:
-        """Every field of the registration must be this model's: a squatter that registered the id first with
-        another scale or input count would make every receipt state (or de-quantize) something else."""
-        if len(existing["verifiers"]) != len(spec.circuits) or existing["num_outputs"] != spec.num_outputs:
-            raise ChainError(f"model {spec.model_id} is registered with a different slice layout: {existing}")
-        want = {"input_scale": spec.input_scale, "output_scale": spec.output_scale, "num_inputs": spec.num_inputs}
-        if diff := {k: (existing[k], v) for k, v in want.items() if existing[k] != v}:
-            raise ChainError(
-                f"model {spec.model_id} is registered with different "
-                + ", ".join(f"{k} ({got}, this model has {v})" for k, (got, v) in diff.items())
-                + f" by {existing['registrant']}: its receipts do not mean what this model's proofs say; do not trust them"
-            )
-        if [tuple(ln) for ln in existing.get("links", ())] != list(spec.links):
-            raise ChainError(
-                f"model {spec.model_id} is registered with a different link table ({existing.get('links')}, this model "
-                f"needs {list(spec.links)}): its receipts do not check the links of this plan; do not trust them"
-            )
-        for c, addr in zip(spec.circuits, existing["verifiers"]):
-            want = slice_verifier(Path(c.vk), Path(c.settings), Path(c.srs), size_limit=None).contract.deployed_bytecode
-            if self.codehash(addr) != _hex32(keccak(hexstr=want)):
-                raise ChainError(
-                    f"model {spec.model_id} is registered with a verifier at {addr} for slice {c.slice_index} "
-                    "whose code is not this slice's verifier; do not trust receipts of that registration"
-                )
+        The id is a content hash (:func:`registry_model_id`): if it is registered, it is registered with exactly
+        this model's verifier code, scales, counts and links, whoever did it; nothing can be squatted."""
+        spec = model_spec(circuits_or_run)
+        key = registry_model_id(spec)
+        reg = self.registry(deploy=True)
+        if self.model(key) is not None:
+            return key[2:]
+        verifiers = [self.deploy_verifier(c) for c in spec.circuits]
+        args = (job_id_bytes(spec.model_id), verifiers, spec.input_scale, spec.output_scale, spec.num_inputs,
+                spec.num_outputs, [list(ln) for ln in spec.links])  # fmt: skip
+        with self._rpc("computing the model's registry id"):
+            onchain = _hex32(bytes(reg.functions.modelKey(*args).call()))
+        if onchain != key:
+            raise ChainError(f"the registry computes model id {onchain}, this client {key}: verifier code differs")
+        self.transact(reg.functions.registerModel(*args), f"registering model {spec.model_id[:12]}")
+        return key[2:]
 
     # -- receipts ------------------------------------------------------------------------------
 
@@ -565,27 +590,71 @@ class ReceiptChain:
         self._landed(workdir, result)
         return result
 
+    def receipt_id(self, job_id: str | bytes, prover: str | None = None) -> bytes:
+        """Where the registry keeps ``prover``'s (default: this account's) receipt of ``job_id``."""
+        with self._rpc("computing a receipt id"):
+            return bytes(self.registry().functions.receiptId(Web3.to_checksum_address(prover or self.address),
+                                                             job_id_bytes(job_id)).call())  # fmt: skip
+
     def submit_raw(self, sub: Submission, *, landed_ok: bool = False) -> SubmitResult:
-        """Send one prepared submission.
+        """Send one prepared submission: a commitment to its proofs, then the proofs in one transaction, or in
+        parts when they do not fit one (block gas limit, :data:`MAX_CALLDATA`).
 
         With ``landed_ok`` (retrying a kept submission), a receipt that this account already stored for the
-        same job, model and output counts as landed: the first attempt's transaction may have been mined
-        after the node stopped answering. Otherwise a reused job id reverts ("job id already used").
+        same job, model and output counts as landed (the first attempt may have been mined after the node
+        stopped answering), and a half-sent receipt resumes at its next part. Otherwise a reused job id reverts
+        ("job id already used").
         """
         reg = self.registry()
-        jid = job_id_bytes(sub.job_id)
+        jid, key = job_id_bytes(sub.job_id), job_id_bytes(sub.model_id)
+        rid = self.receipt_id(jid)
         if landed_ok:
             with self._rpc("reading the receipt"):
-                stored = reg.functions.getReceipt(jid).call()
+                stored = reg.functions.getReceipt(rid).call()
             m = self.model(sub.model_id)
             same_output = m is not None and bytes(stored[2]).hex() == expected_hashes(sub, m["num_inputs"], m["num_outputs"])[1][2:]
-            if stored[5] != 0 and stored[0] == job_id_bytes(sub.model_id) and stored[4] == self.address and same_output:
-                return SubmitResult(sub.job_id, None, int(stored[5]), None, reg.address, self.chain_id)
-        fn = reg.functions.submit(jid, job_id_bytes(sub.model_id), [bytes.fromhex(p[2:]) for p in sub.proofs],
-                                  [list(col) for col in sub.instances])  # fmt: skip
-        rc = self.transact(fn, f"submitting job {sub.job_id[:12]}")
+            if stored[5] != 0 and stored[0] == key and same_output:
+                return SubmitResult(sub.job_id, None, int(stored[5]), None, reg.address, self.chain_id, _hex32(rid))
+        commitment = commitment_of(sub, self.address)
+        with self._rpc("reading the commitment"):
+            committed = reg.functions.commitments(self.address, commitment).call()
+        if not committed:
+            self.transact(reg.functions.commit(commitment), f"committing to the proofs of job {sub.job_id[:12]}")
+        first = 0
+        if landed_ok:
+            with self._rpc("reading the receipt's progress"):
+                first = int(reg.functions.pendingNext(self.address, jid).call())
+        rc, parts = self._send_parts(reg, sub, first)
         return SubmitResult(sub.job_id, "0x" + bytes(rc["transactionHash"]).hex(), int(rc["blockNumber"]),
-                            int(rc["gasUsed"]), reg.address, self.chain_id)  # fmt: skip
+                            int(rc["gasUsed"]), reg.address, self.chain_id, _hex32(rid), parts)  # fmt: skip
+
+    def _send_parts(self, reg, sub: Submission, first: int) -> tuple[Any, int]:
+        """Send slices [first, n) in as few transactions as fit; returns the last receipt and the part count."""
+        jid, key = job_id_bytes(sub.job_id), job_id_bytes(sub.model_id)
+        proofs = [bytes.fromhex(p[2:]) for p in sub.proofs]
+        insts = [list(col) for col in sub.instances]
+        n, parts, rc = len(proofs), 0, None
+        while first < n:
+            size = n - first
+            while sum(len(p) + 32 * (len(i) + 4) for p, i in zip(proofs[first:first + size], insts[first:first + size])) > MAX_CALLDATA and size > 1:
+                size //= 2
+            while True:
+                end = first + size
+                if first == 0 and end == n:  # the whole receipt in one transaction
+                    fn = reg.functions.submit(jid, key, proofs, insts)
+                else:
+                    fn = reg.functions.submitPart(jid, key, first, proofs[first:end], insts[first:end])
+                what = f"submitting job {sub.job_id[:12]}" + ("" if end - first == n else f" (slices {first}..{end - 1} of {n})")
+                try:
+                    rc = self.transact(fn, what)
+                    break
+                except OutOfGasError:
+                    if size == 1:
+                        raise
+                    size = (size + 1) // 2
+                    log.info("job %s: slices %d..%d exceed a block; sending fewer per transaction", sub.job_id[:12], first, end - 1)
+            first, parts = end, parts + 1
+        return rc, parts
 
     def _keep_pending(self, workdir: Path, sub: Submission) -> Path:
         chain_id = self._chain_id  # never ask the (down) node
@@ -597,20 +666,22 @@ class ReceiptChain:
         storage.write_json(Path(workdir) / SUBMITTED_FILE, {**asdict(result), "rpc_url": self.rpc_url})
         (Path(workdir) / PENDING_FILE).unlink(missing_ok=True)
 
-    def receipt(self, job_id: str | bytes) -> OnchainReceipt | None:
-        """The stored receipt of ``job_id`` (same job id text as given to submit), or None."""
+    def receipt(self, job_id: str | bytes, prover: str | None = None) -> OnchainReceipt | None:
+        """The receipt of ``job_id`` (same job id text as given to submit) by ``prover`` (default: this
+        account), or None."""
         reg = self.registry()
-        jid = job_id_bytes(job_id)
+        rid = self.receipt_id(job_id, prover)
         with self._rpc("reading the receipt"):
-            model_id, ih, oh, outs, prover, block = reg.functions.getReceipt(jid).call()
+            model_id, ih, oh, outs, who, block = reg.functions.getReceipt(rid).call()
         if block == 0:
             return None
         m = self.model(bytes(model_id).hex())
         scale = m["output_scale"] if m else 0
         return OnchainReceipt(
-            job_id=_hex32(jid), model_id=bytes(model_id).hex(), input_hash=_hex32(bytes(ih)), output_hash=_hex32(bytes(oh)),
+            job_id=_hex32(job_id_bytes(job_id)), model_id=m["label"] if m else "", registry_model_id=bytes(model_id).hex(),
+            receipt_id=_hex32(rid), input_hash=_hex32(bytes(ih)), output_hash=_hex32(bytes(oh)),
             output=tuple(v / 2**scale for v in outs), output_ints=tuple(int(v) for v in outs), output_scale=scale,
-            prover=Web3.to_checksum_address(prover), block=int(block),
+            prover=Web3.to_checksum_address(who), block=int(block),
         )  # fmt: skip
 
     # -- lifetime ------------------------------------------------------------------------------

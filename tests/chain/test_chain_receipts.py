@@ -49,11 +49,12 @@ def test_commitment_offsets_in_slice_proofs(mlp_run):
 
 
 def test_honest_submit_stores_the_runs_receipt(chain, model_id, honest, mlp_run):
-    assert model_id == mlp_run.receipt.model_id
+    assert chain.model(model_id)["label"] == mlp_run.receipt.model_id
     assert honest.tx_hash and honest.gas_used > 0 and honest.block > 0
     rec = chain.receipt(mlp_run.receipt.job_id)
     assert rec is not None
-    assert rec.model_id == mlp_run.receipt.model_id
+    assert rec.model_id == mlp_run.receipt.model_id and rec.registry_model_id == model_id
+    assert rec.receipt_id == honest.receipt_id
     assert rec.output == pytest.approx(mlp_run.receipt.output, abs=0)  # same field elements, same scale
     assert rec.output_scale == mlp_run.receipt.output_scale
     assert rec.prover == chain.address and rec.block == honest.block
@@ -68,11 +69,11 @@ def test_cast_reads_the_same_receipt(chain, honest, mlp_run):
     """An independent client (foundry's cast) sees what web3 sees."""
     out = subprocess.run(
         [str(find_toolchain().cast), "call", chain.registry_address,
-         "getReceipt(bytes32)(bytes32,bytes32,bytes32,int256[],address,uint256)", honest.job_id, "--rpc-url", chain.rpc_url],
+         "getReceipt(bytes32)(bytes32,bytes32,bytes32,int256[],address,uint256)", honest.receipt_id, "--rpc-url", chain.rpc_url],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout.split("\n")  # fmt: skip
     rec = chain.receipt(mlp_run.receipt.job_id)
-    assert out[0] == "0x" + rec.model_id
+    assert out[0] == "0x" + rec.registry_model_id
     assert out[1] == rec.input_hash and out[2] == rec.output_hash
     assert [int(v.split()[0]) for v in out[3].strip("[]").split(",")] == list(rec.output_ints)
     assert out[4].lower() == rec.prover.lower()

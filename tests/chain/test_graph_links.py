@@ -14,9 +14,9 @@ import pytest
 
 import dsperse.chain
 from dsperse import layout, linking
-from dsperse.chain.client import Submission, felt_to_uint, job_id_bytes, model_spec, submission_from_run
+from dsperse.chain.client import Submission, felt_to_uint, job_id_bytes, model_spec, registry_model_id, submission_from_run
 from dsperse.chain.verifiers import slice_verifier
-from dsperse.errors import ChainError, LinkError, TransactionRevertedError
+from dsperse.errors import LinkError, TransactionRevertedError
 from dsperse.proving import ProveTask, generate_witness, prove_slice, read_proof, witness_outputs
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_graph_plan_receipt_lands_on_chain(chain, graph_run):
     plan = graph_run.plan
     assert not plan.is_chain and len(plan.edges) > len(plan.slices) - 1  # a real graph: more edges than a chain
     model_id = chain.register_model(graph_run)
-    assert model_id == graph_run.receipt.model_id
+    assert chain.model(model_id)["label"] == graph_run.receipt.model_id
 
     m = chain.model(model_id)
     assert m["links"] == list(model_spec(graph_run).links) and len(m["links"]) == len(plan.edges)
@@ -88,7 +88,7 @@ def test_graph_plan_receipt_lands_on_chain(chain, graph_run):
     result = chain.submit(graph_run)
     assert result.tx_hash and result.gas_used > 0
     rec = chain.receipt(graph_run.receipt.job_id)
-    assert rec is not None and rec.model_id == model_id and rec.block == result.block
+    assert rec is not None and rec.registry_model_id == model_id and rec.block == result.block
     assert rec.output == pytest.approx(graph_run.receipt.output, abs=0)
     assert rec.output_scale == graph_run.receipt.output_scale
     print(f"\ngraph receipt: {len(plan.slices)} slices, {len(plan.edges)} edges, submit gas {result.gas_used:,}")
@@ -102,7 +102,7 @@ def test_multi_column_middle_slice_links_honestly_on_chain(chain, wide_model, wi
 
     assert wide_honest.tx_hash and wide_honest.gas_used > 0
     rec = chain.receipt(wide_run.receipt.job_id)
-    assert rec is not None and rec.model_id == wide_model
+    assert rec is not None and rec.registry_model_id == wide_model
     assert rec.output == pytest.approx(wide_run.receipt.output, abs=0)
     print(f"\nwide receipt: 3 slices, 2 edges of 2 columns, submit gas {wide_honest.gas_used:,}")
 
@@ -154,7 +154,7 @@ def test_multi_column_swapped_intermediate_in_last_column_reverts(chain, wide_mo
     _reverts(chain, forged_sub, "link mismatch on edge 0")
 
 
-def test_registration_with_other_links_is_refused(toolchain, wide_run, tmp_path):
+def test_bad_link_tables_are_refused_and_a_squat_with_other_links_blocks_nobody(toolchain, wide_run, tmp_path):
     with dsperse.chain.local(deployments=tmp_path / "deployments.json", code_size_limit=CODE_SIZE_LIMIT) as other:
         spec = model_spec(wide_run)
         reg = other.registry(deploy=True)
@@ -177,36 +177,13 @@ def test_registration_with_other_links_is_refused(toolchain, wide_run, tmp_path)
                 register(job_id_bytes(f"bad-links-{i}"), links)
             assert info.value.reason == reason
 
-        # a squatter registers the real model id with the same verifiers, checking only the first column of edge 0
+        # a squatter registers the real model's label with the same verifiers, checking only the first column of
+        # edge 0: that is another content id, so the honest registration and its receipts are untouched
         first_column_only = [(0, 0, 1, 0, COL), spec.links[1]]
         register(job_id_bytes(spec.model_id), first_column_only)
-        assert other.model(spec.model_id)["links"] == first_column_only
-        with pytest.raises(ChainError, match="different link table"):
-            other.register_model(wide_run)
-        with pytest.raises(ChainError, match="different link table"):
-            other.submit(wide_run, "on-a-squatted-model")  # submit registers first, so it refuses too
-
-
-def test_squat_registration_with_other_scales_or_input_count_is_refused(toolchain, wide_run, tmp_path):
-    """A squatter registers the real id with the real verifiers and links but another scale or input count;
-    register_model (and so submit) refuses to use that registration."""
-    with dsperse.chain.local(deployments=tmp_path / "deployments.json", code_size_limit=CODE_SIZE_LIMIT) as other:
-        spec = model_spec(wide_run)
-        reg = other.registry(deploy=True)
-        verifiers = [other.deploy_verifier(c) for c in spec.circuits]
-        links = [list(ln) for ln in spec.links]
-        squats = {
-            "squat-in-scale": ((spec.input_scale + 1, spec.output_scale, spec.num_inputs), "input_scale"),
-            "squat-out-scale": ((spec.input_scale, spec.output_scale + 3, spec.num_inputs), "output_scale"),
-            "squat-inputs": ((spec.input_scale, spec.output_scale, spec.num_inputs + 1), "num_inputs"),
-        }
-        for name, ((in_s, out_s, n_in), field) in squats.items():
-            squatted = dataclasses.replace(spec, model_id="0x" + job_id_bytes(name).hex())
-            other.transact(reg.functions.registerModel(job_id_bytes(squatted.model_id), verifiers, in_s, out_s, n_in,
-                                                       spec.num_outputs, links))  # fmt: skip
-            with pytest.raises(ChainError, match=f"registered with different {field}"):
-                other._check_same_model(squatted, other.model(squatted.model_id))
-        honest = dataclasses.replace(spec, model_id="0x" + job_id_bytes("honest-copy").hex())
-        other.transact(reg.functions.registerModel(job_id_bytes(honest.model_id), verifiers, spec.input_scale,
-                                                   spec.output_scale, spec.num_inputs, spec.num_outputs, links))  # fmt: skip
-        other._check_same_model(honest, other.model(honest.model_id))  # the same fields: accepted
+        squat_id = registry_model_id(dataclasses.replace(spec, links=tuple(first_column_only)))
+        assert other.model(squat_id)["links"] == first_column_only
+        honest_id = other.register_model(wide_run)
+        assert "0x" + honest_id != squat_id and other.model(honest_id)["links"] == list(spec.links)
+        assert other.submit(wide_run, "on-a-squatted-label").receipt_id
+        assert other.receipt("on-a-squatted-label").registry_model_id == honest_id

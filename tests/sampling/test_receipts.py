@@ -39,6 +39,11 @@ def poi(chain, keys, mlp_run, tmp_path_factory):
     return client, bytes.fromhex(model_hex)
 
 
+def _rid(result) -> bytes:
+    """The registry keys receipts by (prover, job): a market names a receipt by that id."""
+    return bytes.fromhex(result.receipt_id[2:])
+
+
 @pytest.fixture(scope="module")
 def job_io(mlp_run):
     """(input commitment, true output ints) of the run, as requester and operator compute them off chain."""
@@ -46,9 +51,9 @@ def job_io(mlp_run):
 
 
 def test_hashes_match_the_registry(mlp_run, job_io, poi):
-    client, _ = poi
+    client, model = poi
     sub = submission_from_run(mlp_run, "check")
-    m = client.model(mlp_run.receipt.model_id)
+    m = client.model(model.hex())
     ih, oh = expected_hashes(sub, m["num_inputs"], m["num_outputs"])
     assert ih == "0x" + job_io[0].hex() and oh == "0x" + output_hash(job_io[1]).hex()
 
@@ -66,12 +71,13 @@ def test_sampled_honest_operator_proves_with_receipt_and_is_paid(deploy, keys, p
     assert anyone.draw_audit(jid)[0]
     with pytest.raises(TransactionRevertedError, match="no receipt for job"):
         op.prove_with_receipt(jid)
+    before = w3.eth.get_balance(op.address)
     res = client.submit_raw(submission_from_run(mlp_run, jid))  # the operator proves the job on chain
-    rc_prove = op.prove_with_receipt(jid)
+    submit_cost = before - w3.eth.get_balance(op.address)  # its commitment and its proofs
+    rc_prove = op.prove_with_receipt(jid, _rid(res))
     assert m.events(rc_prove, "ProofAccepted")[0]["provenOutputHash"] == output_hash(job_io[1])
     assert m.job(jid).status == Status.SETTLED
     rc_wd = op.withdraw_credit()
-    submit_cost = res.gas_used * w3.eth.get_transaction_receipt(res.tx_hash)["effectiveGasPrice"]
     spent = sum(gas_cost(r) for r in (rc_stake, rc_offer, rc_commit, rc_prove, rc_wd)) + submit_cost
     assert w3.eth.get_balance(op.address) == op0 - 2 * ETHER + FEE - spent
     books_balance(m)
@@ -91,8 +97,7 @@ def test_cheater_is_slashed_by_any_matching_receipt(deploy, keys, poi, job_io, m
     ch.challenge(jid, ETHER // 10)
     ch_client = ReceiptChain(client.rpc_url, private_key=keys["challenger"], registry=client.registry_address,
                              deployments=client.deployments.path)  # fmt: skip
-    receipt_id = model_id_bytes("challenger's own receipt id")
-    ch_client.submit_raw(submission_from_run(mlp_run, receipt_id))
+    receipt_id = _rid(ch_client.submit_raw(submission_from_run(mlp_run, "challenger's own job id")))
     with pytest.raises(TransactionRevertedError, match="receipt model mismatch|no receipt"):
         ch.prove_with_receipt(jid, model_id_bytes("nothing here"))
     rc = ch.prove_with_receipt(jid, receipt_id)
@@ -119,12 +124,11 @@ def test_targeted_model_always_proves_its_last_slice(deploy, keys, poi, job_io, 
     mine(w3, WINDOWS["audit_delay"] + 1)
     assert anyone.draw_audit(jid)[0] is False
     full = submission_from_run(mlp_run)
-    part_id = model_id_bytes("part receipt of job 1")
-    client.submit_raw(Submission("0x" + part_id.hex(), "0x" + part_model.hex(), full.proofs[-1:], full.instances[-1:]))
+    part_job = "0x" + model_id_bytes("part receipt of job 1").hex()
+    part_id = _rid(client.submit_raw(Submission(part_job, "0x" + part_model.hex(), full.proofs[-1:], full.instances[-1:])))
     with pytest.raises(TransactionRevertedError, match="no receipt for part"):
         op.prove_part(jid, jid)
-    full_id = model_id_bytes("a full-model receipt")
-    client.submit_raw(submission_from_run(mlp_run, full_id))
+    full_id = _rid(client.submit_raw(submission_from_run(mlp_run, "a full-model receipt")))
     with pytest.raises(TransactionRevertedError, match="receipt is not the always-proven part"):
         op.prove_part(jid, full_id)
     op.prove_part(jid, part_id)
