@@ -98,7 +98,7 @@ class OperatorAgent(_Agent):
         return self.strategy == "cheat" or (self.strategy == "mixed" and self.rng.random() < self.q)
 
     def step(self) -> dict:
-        """Commit an output for every new job assigned to this operator; decline one it cannot serve (a model it
+        """Commit and reveal an output for every new job assigned to this operator; decline one it cannot serve (a model it
         does not offer, an input that never arrived) and go on with the jobs behind it."""
         served = cheated = declined = 0
         head = self._scan()
@@ -118,23 +118,26 @@ class OperatorAgent(_Agent):
                 declined += 1
                 continue
             if cheat:
-                out = output_hash([random.Random(jid).randrange(-1000, 1000)])  # a plausible answer, nothing computed
+                answer = [random.Random(jid).randrange(-1000, 1000)]  # a plausible answer, nothing computed
                 cheated += 1
                 self.cheated.append("0x" + jid.hex())
-            else:
-                out = output_hash(answer)
-            self.role.commit(jid, out)
+            self.role.commit(jid, output_hash(answer))
+            self.role.reveal_output(jid, answer)  # the requester gets it on chain; no pay without it
             served += 1
         self._advance(head)
         return {"operator": self.role.address, "served": served, "cheated": cheated, "declined": declined}
 
 
 class ValidatorAgent(_Agent):
-    """Re-executes every job under audit (sampled or challenged) and submits the output hash it got."""
+    """Re-executes every job under audit (sampled or challenged) and submits the output hash it got. It must
+    be admitted and staked (:meth:`stake`): a verdict a receipt contradicts costs it S."""
 
     def __init__(self, rpc_url, market_address, abi, private_key, infer: Infer):
         super().__init__(rpc_url, market_address, abi, private_key, infer)
         self.role = Validator(self.market, private_key)
+
+    def stake(self, amount: int) -> int:
+        return int(self.role.stake(amount)["gasUsed"])
 
     def step(self) -> dict:
         head = self._scan()

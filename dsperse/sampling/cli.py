@@ -21,12 +21,15 @@ how a job goes (every step is one command; anyone may run draw and settle):
   DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market stake 2ether
   DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market offer MODEL_ID --min-fee 0.01ether --capacity 10
   DSPERSE_PRIVATE_KEY=$REQUESTER dsperse market post-job MODEL_ID --input-hash 0x.. --operator 0xOP --fee 0.01ether
+                                        # prints the job id and the audit SECRET: keep it
   DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market commit JOB_ID --outputs 240,-578,517
-  dsperse market draw JOB_ID            # after audit-delay blocks: sampled or not (blockhash of commit+k)
-  sampled   -> the operator proves:      dsperse submit RUN_DIR --job-id JOB_ID ; dsperse market prove JOB_ID
-               (or validators vote:      dsperse market verdict JOB_ID --outputs ...)
+  DSPERSE_PRIVATE_KEY=$OPERATOR  dsperse market reveal-output JOB_ID --outputs 240,-578,517   # no pay without it
+  DSPERSE_PRIVATE_KEY=$REQUESTER dsperse market reveal JOB_ID --secret SECRET   # after audit-delay blocks: the draw
+  (p = 0 or 100%: dsperse market draw JOB_ID; unrevealed by the end of the challenge window: draw audits for sure)
+  sampled   -> the operator proves:      dsperse submit RUN_DIR ; dsperse market prove JOB_ID --receipt-id RID
+               (or staked validators:    dsperse market verdict JOB_ID --outputs ...; decides at the proof deadline)
   unsampled -> anyone may challenge:     dsperse market challenge JOB_ID --bond 0.1ether
-  dsperse market settle JOB_ID          # pays, or slashes a missed deadline
+  dsperse market settle JOB_ID          # pays, applies the validators' quorum, or slashes a missed deadline
   dsperse market withdraw               # pull fees, refunds, bonds and rewards credited to you
 
 amounts: plain wei, or with a unit: 2ether, 0.5eth, 30gwei. Keys: --private-key or $DSPERSE_PRIVATE_KEY.
@@ -161,8 +164,48 @@ def cmd_post_job(a) -> int:
     from .market import Requester, input_commitment
 
     ih = _bytes32(a.input_hash) if a.input_hash else input_commitment(Path(a.input_file).read_bytes())
-    jid, rc = Requester(_market(a), _key(a)).post_job(_bytes32(a.model_id), ih, a.operator, a.fee)
-    return _out(a, {"job_id": jid, "input_hash": ih}, f"job 0x{jid.hex()} posted to {a.operator} ({_tx_summary(rc)})")
+    secret = _bytes32(a.secret) if a.secret else None
+    req = Requester(_market(a), _key(a))
+    jid, rc = req.post_job(_bytes32(a.model_id), ih, a.operator, a.fee, secret)
+    secret = req.secrets[jid]
+    return _out(a, {"job_id": jid, "input_hash": ih, "secret": secret},
+                f"job 0x{jid.hex()} posted to {a.operator} ({_tx_summary(rc)})\n"
+                f"audit secret 0x{secret.hex()}: keep it, then `dsperse market reveal` after the commitment")  # fmt: skip
+
+
+def cmd_reveal(a) -> int:
+    from .market import Requester
+
+    sampled, rc = Requester(_market(a), _key(a)).reveal_seed(_bytes32(a.job_id), _bytes32(a.secret))
+    return _out(a, {"sampled": sampled}, ("AUDITED: a proof is due" if sampled else "not sampled") + f" ({_tx_summary(rc)})")
+
+
+def cmd_reveal_output(a) -> int:
+    from .market import Operator
+
+    rc = Operator(_market(a), _key(a)).reveal_output(_bytes32(a.job_id), a.outputs)
+    return _out(a, {"revealed": True}, f"outputs revealed ({_tx_summary(rc)})")
+
+
+def cmd_validator(a) -> int:
+    from .market import Validator
+
+    v = Validator(_market(a), _key(a))
+    if a.action == "stake":
+        if a.amount is None:
+            raise MarketUsageError("validator stake needs an AMOUNT, e.g. 2ether")
+        rc = v.stake(a.amount)
+    elif a.action == "leave":
+        rc = v.leave()
+    elif a.action == "remove":
+        if not a.address:
+            raise MarketUsageError("validator remove needs --address (the owner removes a validator)")
+        rc = v.market.remove_validator(v.key, a.address)
+    else:
+        rc = v.withdraw_stake()
+    st = v.market.validator(a.address or v.address)
+    return _out(a, {"validator": a.address or v.address, "stake": st.stake, "active": st.active, "open_verdicts": st.open_verdicts},
+                f"validator {a.action}: stake {st.stake} wei, active {st.active} ({_tx_summary(rc)})")  # fmt: skip
 
 
 def _out_hash(a) -> bytes:
@@ -357,26 +400,26 @@ def add_subcommands(subparsers) -> None:
 
     d = sub.add_parser("deploy", help="deploy a market", formatter_class=fmt, description="Deploy PoSPMarket. "
                        "Pick p with `dsperse market economics`: honesty pays when p > C / ((1 - r)(R + S)).")
-    d.add_argument("--poi", metavar="ADDRESS", help="ProofOfInference registry (receipts, models); omit for validators only")
+    d.add_argument("--poi", metavar="ADDRESS", required=True, help="ProofOfInference registry: only its models take jobs")
     d.add_argument("--min-stake", type=parse_amount, default="1ether", help="stake an operator needs to get jobs (default 1ether)")
     d.add_argument("--slash", type=parse_amount, default="1ether", help="S, slashed per lie or missed deadline (default 1ether, <= min stake)")
     d.add_argument("--bond", type=parse_amount, default="0.1ether", help="minimum challenge bond (default 0.1ether)")
     d.add_argument("--audit-bps", type=int, default=1000, help="p in basis points, 0..10000 (default 1000 = 10%%)")
-    d.add_argument("--reporter-share-bps", type=int, default=5000, help="share of a slash paid to the reporter; the rest is burned (default 5000)")
+    d.add_argument("--reporter-share-bps", type=int, default=5000, help="share of a slash paid to the reporter, at most 5000 so a self-report loses; the rest is burned (default 5000)")
     d.add_argument("--commit-window", type=int, default=20, help="blocks to commit an output after posting (default 20)")
-    d.add_argument("--audit-delay", type=int, default=2, help="k: the audit seed is blockhash(commit block + k) (default 2)")
+    d.add_argument("--audit-delay", type=int, default=2, help="k: the requester reveals its audit secret from commit block + k (default 2)")
     d.add_argument("--proof-window", type=int, default=50, help="blocks to prove an audited job (default 50)")
-    d.add_argument("--challenge-window", type=int, default=30, help="blocks after the commit during which anyone may challenge (default 30)")
+    d.add_argument("--challenge-window", type=int, default=30, help="blocks after the commit to challenge and reveal the secret, at most 256 (default 30)")
     d.add_argument("--unstake-delay", type=int, default=10, help="blocks between unstake and withdraw-stake (default 10)")
-    d.add_argument("--quorum", type=int, default=2, help="matching validator verdicts that decide an audit; 0 disables (default 2)")
-    d.add_argument("--validator", action="append", metavar="ADDRESS", help="register a validator (repeatable)")
+    d.add_argument("--quorum", type=int, default=2, help="matching validator verdicts that decide an audit at its proof deadline; 0 disables (default 2)")
+    d.add_argument("--validator", action="append", metavar="ADDRESS", help="admit a validator (repeatable); it must then stake")
     _chain_flags(d, market=False)
     d.set_defaults(fn=cmd_deploy)
 
-    r = sub.add_parser("register-model", help="register a model (optionally with an always-proven suffix)", description=
-                       "Models registered in ProofOfInference can be used directly; register here to mark slices "
-                       "FROM..last as always proven (targeted verification): every unsampled job then needs a receipt "
-                       "of that sub-model whose output is the committed output.")
+    r = sub.add_parser("register-model", help="registry registrant: give a model an always-proven suffix", description=
+                       "Models registered in ProofOfInference take jobs as they are. Their registry registrant may mark "
+                       "slices FROM..last as always proven (targeted verification): the part model must run exactly "
+                       "those slices' verifier code; every unsampled job then needs its receipt, with the committed output.")
     r.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
     r.add_argument("--slices", type=int, required=True, help="number of slices of the model")
     r.add_argument("--always-proven-from", type=int, metavar="I", help="slices I..last are proven for every job")
@@ -407,8 +450,23 @@ def add_subcommands(subparsers) -> None:
     g.add_argument("--input-file", type=Path, help="hash this file's bytes as the commitment")
     pj.add_argument("--operator", required=True, metavar="ADDRESS")
     pj.add_argument("--fee", type=parse_amount, required=True, help="paid to the operator when the job settles")
+    pj.add_argument("--secret", metavar="HEX", help="32-byte audit secret to commit to (default: a fresh random one, printed)")
     _chain_flags(pj)
     pj.set_defaults(fn=cmd_post_job)
+
+    rv = sub.add_parser("reveal", help="requester: reveal the audit secret (draws the audit)", description=
+                        "From audit-delay blocks after the commitment until the challenge window closes. The draw mixes "
+                        "the secret with the hash of the commitment's block: neither side alone can steer it.")
+    _job(rv)
+    rv.add_argument("--secret", required=True, metavar="HEX", help="as printed by post-job")
+    _chain_flags(rv)
+    rv.set_defaults(fn=cmd_reveal)
+
+    ro = sub.add_parser("reveal-output", help="operator: publish the committed outputs (hash-checked); needed to be paid")
+    _job(ro)
+    ro.add_argument("--outputs", type=_ints, required=True, metavar="INTS")
+    _chain_flags(ro)
+    ro.set_defaults(fn=cmd_reveal_output)
 
     c = sub.add_parser("commit", help="operator: commit the job's output hash before the commit deadline")
     _job(c)
@@ -421,7 +479,7 @@ def add_subcommands(subparsers) -> None:
     _chain_flags(dc)
     dc.set_defaults(fn=cmd_decline)
 
-    dr = sub.add_parser("draw", help="draw the audit (after audit-delay blocks); anyone may")
+    dr = sub.add_parser("draw", help="draw without the secret: p = 0 or 100%%, or after the reveal window (audits); anyone may")
     _job(dr)
     _chain_flags(dr)
     dr.set_defaults(fn=cmd_draw)
@@ -437,7 +495,7 @@ def add_subcommands(subparsers) -> None:
                         "Any receipt for the job's model and input decides it (the model is deterministic), "
                         "so a receipt stored under another id may be named with --receipt-id.")
     _job(pv)
-    pv.add_argument("--receipt-id", metavar="HEX", help="registry job id of the receipt (default: JOB_ID)")
+    pv.add_argument("--receipt-id", metavar="HEX", help="the registry's receipt id (dsperse submit prints it; default: JOB_ID)")
     _chain_flags(pv)
     pv.set_defaults(fn=cmd_prove)
 
@@ -452,6 +510,15 @@ def add_subcommands(subparsers) -> None:
     _outputs(v)
     _chain_flags(v)
     v.set_defaults(fn=cmd_verdict)
+
+    va = sub.add_parser("validator", help="validator stake, leave, withdraw; the owner's remove", description=
+                        "An admitted validator stakes S per verdict it may have open; a verdict a receipt contradicts "
+                        "is slashed. After leaving (or removal) the stake comes back once its verdicts' jobs closed.")
+    va.add_argument("action", choices=["stake", "leave", "withdraw", "remove"])
+    va.add_argument("amount", nargs="?", type=parse_amount, help="for stake, e.g. 2ether")
+    va.add_argument("--address", metavar="ADDRESS", help="for remove: the validator the owner removes")
+    _chain_flags(va)
+    va.set_defaults(fn=cmd_validator)
 
     st = sub.add_parser("settle", help="pay a finished job or slash a missed deadline; anyone may")
     _job(st)

@@ -1,9 +1,10 @@
 """Thin web3 SDK over dsperse/chain/contracts/PoSPMarket.sol, one class per role.
 
 - :class:`Market` deploys or attaches to the contract and reads its state.
-- :class:`Requester` registers models and posts jobs; :class:`Operator` stakes, commits outputs,
-  proves, unstakes; :class:`Challenger` challenges; :class:`Validator` submits re-execution verdicts.
-  Every role can draw audits, settle jobs and withdraw the wei credited to it.
+- :class:`Requester` configures models, posts jobs (with a commitment to a random audit secret it keeps)
+  and reveals the secret after the operator's commitment; :class:`Operator` stakes, commits and reveals
+  outputs, proves, unstakes; :class:`Challenger` challenges; :class:`Validator` stakes and submits
+  re-execution verdicts. Every role can draw audits, settle jobs and withdraw the wei credited to it.
 
 Every transaction is signed locally with the role's private key and first estimated, so a call that
 would revert raises :class:`~dsperse.errors.TransactionRevertedError` with the contract's reason
@@ -13,6 +14,7 @@ callers can account for gas exactly (``gasUsed * effectiveGasPrice``).
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -60,6 +62,13 @@ def output_hash(outputs: Sequence[int]) -> bytes:
     """bytes32 an operator commits: keccak256(abi.encodePacked(int256[] outputs)), as ProofOfInference hashes
     the signed quantized outputs of the last slice."""
     return keccak(_words(outputs, signed=True))
+
+
+def seed_commitment(secret: bytes) -> bytes:
+    """bytes32 a requester posts for its audit secret: keccak256(abi.encode(bytes32 secret))."""
+    if len(secret) != 32:
+        raise ValueError(f"the audit secret must be 32 bytes, got {len(secret)}")
+    return keccak(bytes(secret))
 
 
 def model_id_bytes(model_id: str | bytes) -> bytes:
@@ -136,12 +145,14 @@ class Job:
     post_block: int
     status: Status
     part_proven: bool
+    output_revealed: bool
     operator: str
     commit_block: int
     challenger: str
     proof_deadline: int
     fee: int
     bond: int
+    seed_commit: bytes
 
     @classmethod
     def from_tuple(cls, t: Sequence[Any]) -> "Job":
@@ -157,6 +168,13 @@ class OperatorState:
     open_jobs: int
     open_audits: int
     registered: bool
+
+
+@dataclass(frozen=True)
+class ValidatorState:
+    stake: int
+    open_verdicts: int
+    active: bool
 
 
 def compile_market() -> tuple[list, str]:
@@ -231,7 +249,8 @@ class Market:
         config: MarketConfig = MarketConfig(),
         validators: Sequence[str] = (),
     ) -> "Market":
-        """Deploy a market reading receipts from ``poi_address`` (None: validator path only)."""
+        """Deploy a market reading models and receipts from the ProofOfInference at ``poi_address`` and admit
+        ``validators`` (each must then stake, :meth:`Validator.stake`, before it can vote)."""
         abi, bytecode = compile_market()
         factory = w3.eth.contract(abi=abi, bytecode=bytecode)
         poi = Web3.to_checksum_address(poi_address) if poi_address else "0x" + "00" * 20
@@ -239,8 +258,16 @@ class Market:
         market = cls(w3, receipt["contractAddress"], abi)
         market.deploy_receipt = receipt
         for v in validators:
-            send(w3, deployer_key, market.contract.functions.addValidator(Web3.to_checksum_address(v)))
+            market.add_validator(deployer_key, v)
         return market
+
+    def add_validator(self, owner_key: str, address: str) -> dict:
+        """The owner admits a validator."""
+        return self.transact(owner_key, "addValidator", Web3.to_checksum_address(address))
+
+    def remove_validator(self, key: str, address: str) -> dict:
+        """The owner removes a validator, or a validator leaves (its open verdicts stay slashable)."""
+        return self.transact(key, "removeValidator", Web3.to_checksum_address(address))
 
     # reads
     def config(self) -> MarketConfig:
@@ -251,6 +278,9 @@ class Market:
 
     def operator(self, address: str) -> OperatorState:
         return OperatorState(*self.contract.functions.operators(Web3.to_checksum_address(address)).call())
+
+    def validator(self, address: str) -> ValidatorState:
+        return ValidatorState(*self.contract.functions.validators(Web3.to_checksum_address(address)).call())
 
     def offer(self, operator: str, model_id: bytes) -> tuple[int, int, int]:
         """(min fee, capacity, open jobs) of ``operator``'s offer for ``model_id``; capacity 0 = not serving it."""
@@ -309,7 +339,8 @@ class Role:
         return self._tx("settle", job_id)
 
     def prove_with_receipt(self, job_id: bytes, receipt_id: bytes | None = None) -> dict:
-        """Resolve an audit with ProofOfInference receipt ``receipt_id`` (default: the job id)."""
+        """Resolve an audit with ProofOfInference receipt ``receipt_id`` (``SubmitResult.receipt_id``; default:
+        the job id). It wins over any validator vote, and slashes the validators that voted otherwise."""
         return self._tx("proveWithReceipt", job_id, receipt_id or job_id)
 
     def prove_part(self, job_id: bytes, receipt_id: bytes) -> dict:
@@ -325,15 +356,31 @@ class Role:
 
 
 class Requester(Role):
+    def __init__(self, market: Market, private_key: str):
+        super().__init__(market, private_key)
+        self.secrets: dict[bytes, bytes] = {}
+        """job id -> the audit secret committed in postJob (keep it until :meth:`reveal_seed`)."""
+
     def register_model(
         self, model_id: bytes, slice_count: int = 1, always_proven_mask: int = 0, proven_part_model_id: bytes = b"\0" * 32
     ) -> dict:
+        """Configure targeted verification for a registry model (only its registry registrant may)."""
         return self._tx("registerModel", model_id, slice_count, always_proven_mask, proven_part_model_id)
 
-    def post_job(self, model_id: bytes, input_hash: bytes, operator: str, fee: int) -> tuple[bytes, dict]:
-        """Post a job to ``operator`` (the requester picks); returns (job_id, receipt)."""
-        rc = self._tx("postJob", model_id, input_hash, Web3.to_checksum_address(operator), value=fee)
-        return bytes(self.market.events(rc, "JobPosted")[0]["jobId"]), rc
+    def post_job(self, model_id: bytes, input_hash: bytes, operator: str, fee: int, secret: bytes | None = None) -> tuple[bytes, dict]:
+        """Post a job to ``operator`` (the requester picks) with a commitment to a fresh random audit secret
+        (kept in :attr:`secrets`); returns (job_id, receipt)."""
+        secret = secret if secret is not None else os.urandom(32)
+        rc = self._tx("postJob", model_id, input_hash, Web3.to_checksum_address(operator), seed_commitment(secret), value=fee)
+        jid = bytes(self.market.events(rc, "JobPosted")[0]["jobId"])
+        self.secrets[jid] = secret
+        return jid, rc
+
+    def reveal_seed(self, job_id: bytes, secret: bytes | None = None) -> tuple[bool, dict]:
+        """Draw the audit with the job's secret, between auditDelay blocks after the commitment and the end of
+        the challenge window; returns (sampled, receipt). Unrevealed, the job is audited for sure."""
+        rc = self._tx("revealSeed", job_id, secret if secret is not None else self.secrets[bytes(job_id)])
+        return bool(self.market.events(rc, "AuditDrawn")[0]["sampled"]), rc
 
 
 class Operator(Role):
@@ -346,6 +393,10 @@ class Operator(Role):
 
     def commit(self, job_id: bytes, out_hash: bytes) -> dict:
         return self._tx("commitOutput", job_id, out_hash)
+
+    def reveal_output(self, job_id: bytes, outputs: Sequence[int]) -> dict:
+        """Publish the committed outputs (hash-checked): an unsampled job is paid only once they are public."""
+        return self._tx("revealOutput", job_id, [int(v) for v in outputs])
 
     def decline(self, job_id: bytes) -> dict:
         """Refuse a job before committing (its input never arrived): fee back to the requester, no slash."""
@@ -371,8 +422,24 @@ class Challenger(Role):
 
 
 class Validator(Role):
+    def stake(self, amount: int) -> dict:
+        """Stake (S per verdict that may be open at once); only an admitted validator can."""
+        return self._tx("stakeValidator", value=amount)
+
+    def leave(self) -> dict:
+        return self.market.remove_validator(self.key, self.address)
+
+    def withdraw_stake(self) -> dict:
+        """After leaving or removal, once every verdict's job has closed."""
+        return self._tx("withdrawValidatorStake")
+
     def submit_verdict(self, job_id: bytes, out_hash: bytes) -> dict:
+        """Vote for the hash a re-execution gave. A quorum decides at the proof deadline unless a receipt
+        decides first; a vote a receipt contradicts is slashed."""
         return self._tx("submitVerdict", job_id, out_hash)
+
+    def state(self) -> ValidatorState:
+        return self.market.validator(self.address)
 
 
 def mine(w3: Web3, blocks: int) -> None:

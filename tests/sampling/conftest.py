@@ -1,13 +1,47 @@
 """Fixtures for the PoSP market tests: one anvil per module, a compiled market, funded roles, Ray.
 
-Every chain test talks to a real anvil process started here (and stopped here, by its own pid).
+Every chain test talks to a real anvil process started here (and stopped here, by its own pid). Unless a
+test passes a real ProofOfInference (test_receipts.py), markets read models and receipts from
+MockRegistry.sol, a stand-in with setters, so market logic is tested without minutes of EZKL proving.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from web3 import Web3
 
-from dsperse.sampling.market import Market, MarketConfig, compile_market
+from dsperse.sampling.market import ETHER, Market, MarketConfig, compile_market, send
+
+VALIDATOR_STAKE = 3 * ETHER
+
+
+class Registry:
+    """MockRegistry on a chain: models (with MockSlice verifiers whose codehash names a circuit) and receipts."""
+
+    def __init__(self, w3: Web3, deployer_key: str):
+        from dsperse.chain.toolchain import compile_solidity
+
+        c = compile_solidity({"MockRegistry.sol": Path(__file__).with_name("MockRegistry.sol")})
+        self.w3, self.key, self._slice = w3, deployer_key, c["MockSlice"]
+        rc = send(w3, deployer_key, w3.eth.contract(abi=c["MockRegistry"].abi, bytecode=c["MockRegistry"].bytecode).constructor())
+        self.address = rc["contractAddress"]
+        self.contract = w3.eth.contract(address=self.address, abi=c["MockRegistry"].abi)
+
+    def slice(self, tag: int) -> str:
+        """A fresh deployment of the verifier of circuit ``tag`` (same tag, same codehash)."""
+        f = self.w3.eth.contract(abi=self._slice.abi, bytecode=self._slice.bytecode)
+        return send(self.w3, self.key, f.constructor(tag))["contractAddress"]
+
+    def register(self, key: str, model_id: bytes, tags: list[int], output_scale: int = 7, num_outputs: int = 3) -> bytes:
+        """Register ``model_id`` with one verifier per circuit tag; ``key`` becomes its registrant."""
+        send(self.w3, key, self.contract.functions.setModel(model_id, [self.slice(t) for t in tags], output_scale, num_outputs))
+        return model_id
+
+    def store_receipt(self, key: str, receipt_id: bytes, model_id: bytes, input_hash: bytes, outputs: list[int]) -> bytes:
+        """A receipt as if ``key`` had proven the job: the registry's outputHash of ``outputs``."""
+        send(self.w3, key, self.contract.functions.setReceipt(receipt_id, model_id, input_hash, outputs))
+        return receipt_id
 
 
 @pytest.fixture(scope="session")
@@ -38,13 +72,23 @@ def keys(chain) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def deploy(w3, keys, chain, market_artifact):
-    """deploy(**config_overrides, poi=None) -> Market with validators v1..v3 registered (quorum 2 by default)."""
+def registry(w3, keys, toolchain) -> Registry:
+    """This module's MockRegistry (the default ProofOfInference of ``deploy``)."""
+    return Registry(w3, keys["owner"])
+
+
+@pytest.fixture(scope="module")
+def deploy(w3, keys, chain, market_artifact, registry):
+    """deploy(poi=None, **config_overrides) -> Market on ``poi`` (default: the MockRegistry) with validators
+    v1..v3 admitted and staked VALIDATOR_STAKE each (quorum 2 by default)."""
 
     def make(poi: str | None = None, **overrides) -> Market:
         cfg = MarketConfig(**overrides)
         validators = [chain.accounts[i][0] for i in (5, 6, 7)]
-        return Market.deploy(w3, keys["owner"], poi, cfg, validators=validators)
+        m = Market.deploy(w3, keys["owner"], poi or registry.address, cfg, validators=validators)
+        for k in ("v1", "v2", "v3"):
+            m.transact(keys[k], "stakeValidator", value=VALIDATOR_STAKE)
+        return m
 
     return make
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from dsperse.sampling.cli import main, parse_amount
-from dsperse.sampling.market import ETHER, mine
+from dsperse.sampling.market import ETHER, mine, model_id_bytes
 
 
 def run(capsys, *argv) -> dict:
@@ -14,13 +14,14 @@ def run(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_cli_runs_a_sampled_job_to_payment(chain, w3, keys, capsys, monkeypatch):
+def test_cli_runs_a_sampled_job_to_payment(chain, w3, keys, registry, capsys, monkeypatch):
     monkeypatch.setenv("DSPERSE_RPC", chain.url)
     addr = {n: a for n, (a, _) in zip(keys, chain.accounts)}
     owner = ["--private-key", keys["owner"]]
     vals = sum((["--validator", addr[v]] for v in ("v1", "v2")), [])
-    out = run(capsys, "deploy", "--audit-bps", "10000", "--audit-delay", "1", "--challenge-window", "5", *vals,
-              "--rpc", chain.url, *owner)  # fmt: skip
+    registry.register(keys["requester"], model_id_bytes("my-model"), [1, 2])
+    out = run(capsys, "deploy", "--poi", registry.address, "--audit-bps", "10000", "--audit-delay", "1", "--challenge-window", "5",
+              "--proof-window", "4", *vals, "--rpc", chain.url, *owner)  # fmt: skip
     market = out["market"]
     monkeypatch.setenv("DSPERSE_MARKET", market)
 
@@ -33,22 +34,29 @@ def test_cli_runs_a_sampled_job_to_payment(chain, w3, keys, capsys, monkeypatch)
     assert as_("operator", "offer", "my-model", "--min-fee", "0.01ether", "--capacity", "4")["capacity"] == 4
     job = as_("requester", "post-job", "my-model", "--input-hash", "0x" + "11" * 32, "--operator", addr["operator"], "--fee", "0.01ether")["job_id"]
     as_("operator", "commit", job, "--outputs", "240,-578,517")
+    as_("operator", "reveal-output", job, "--outputs", "240,-578,517")
     mine(w3, 2)
     assert as_("anyone", "draw", job)["sampled"] is True
+    for v in ("v1", "v2"):
+        assert as_(v, "validator", "stake", "2ether")["stake"] == 2 * ETHER
     as_("v1", "verdict", job, "--outputs", "240,-578,517")
-    assert as_("v2", "verdict", job, "--outputs", "240,-578,517")["status"] == "SETTLED"
+    assert as_("v2", "verdict", job, "--outputs", "240,-578,517")["status"] == "AUDITED"  # decides at the deadline
+    mine(w3, 4)
+    assert as_("anyone", "settle", job)["status"] == "SETTLED"
     assert as_("operator", "withdraw")["amount"] == 10**16
     shown = as_("anyone", "show", job)
     assert shown["status"] == "SETTLED" and shown["operator"] == addr["operator"]
     assert as_("anyone", "show", "--operator", addr["operator"])["credit"] == 0
 
 
-def test_cli_reports_reverts_and_usage_errors(chain, keys, capsys):
+def test_cli_reports_reverts_and_usage_errors(chain, keys, registry, capsys):
     m = ["--rpc", chain.url, "--private-key", keys["owner"]]
     assert main(["market", "stake", "1ether", *m]) == 2  # no market given
     assert "pass --market ADDRESS" in capsys.readouterr().err
-    assert main(["market", "deploy", "--audit-bps", "20000", *m]) == 2
+    assert main(["market", "deploy", "--poi", registry.address, "--audit-bps", "20000", *m]) == 2
     assert "auditBps > 10000" in capsys.readouterr().err
+    assert main(["market", "deploy", "--poi", registry.address, "--reporter-share-bps", "10000", *m]) == 2
+    assert "reporterShareBps > 5000" in capsys.readouterr().err
     assert parse_amount("0.5ether") == ETHER // 2 and parse_amount("30gwei") == 30 * 10**9 and parse_amount("7") == 7
 
 

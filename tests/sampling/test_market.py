@@ -2,7 +2,8 @@
 
 Balances are checked to the wei: every transaction's gas (gasUsed * effectiveGasPrice) is accounted.
 The validators here submit the hash of the true output; tests/sampling/test_reexec.py shows they get
-it from a real, deterministic EZKL re-execution.
+it from a real, deterministic EZKL re-execution. Their quorum decides an audit only at its proof deadline
+(a receipt may still overrule it: test_attacks.py). Models and receipts come from MockRegistry.sol.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from dsperse.sampling.market import (
     output_hash,
 )
 
+from .conftest import VALIDATOR_STAKE
+
 FEE = ETHER // 100
 BOND = ETHER // 10
 TRUE_OUT = [5, -3, 12]
@@ -32,9 +35,9 @@ WINDOWS = dict(commit_window=5, audit_delay=2, proof_window=10, challenge_window
 
 
 class Roles:
-    """The actors of one market, by name."""
+    """The actors of one market, by name; the model is in the (mock) registry, registered by the requester."""
 
-    def __init__(self, market, keys):
+    def __init__(self, market, keys, registry):
         self.m = market
         self.w3 = market.w3
         self.req = Requester(market, keys["requester"])
@@ -43,8 +46,7 @@ class Roles:
         self.ch = Challenger(market, keys["challenger"])
         self.anyone = Challenger(market, keys["anyone"])
         self.v1, self.v2, self.v3 = (Validator(market, keys[k]) for k in ("v1", "v2", "v3"))
-        self.model = model_id_bytes("tiny-mlp")
-        self.req.register_model(self.model, 3)
+        self.model = registry.register(keys["requester"], model_id_bytes("tiny-mlp"), [1, 2, 3])
         for op in (self.op, self.op2):  # both operators opt in to serve the model (before any balance is read)
             op.offer(self.model, FEE // 2, 100)
 
@@ -56,23 +58,30 @@ class Roles:
         rc_commit = self.op.commit(jid, output_hash(out))
         return jid, rc_post, rc_commit
 
+    def vote_and_decide(self, jid, out, voters=("v1", "v2")):
+        """Validators vote ``out``; the quorum decides at the proof deadline (settle, by anyone)."""
+        for v in voters:
+            getattr(self, v).submit_verdict(jid, output_hash(out))
+        mine(self.w3, self.m.job(jid).proof_deadline - self.w3.eth.block_number + 1)
+        return self.anyone.settle(jid)
+
 
 def gas(*receipts) -> int:
     return sum(gas_cost(r) for r in receipts)
 
 
 @pytest.fixture
-def sampled(deploy, keys, books_balance):
+def sampled(deploy, keys, books_balance, registry):
     """A market that audits every job (p = 100%); S = 1 ETH. Its books must balance after the test."""
-    r = Roles(deploy(audit_bps=10_000, **WINDOWS), keys)
+    r = Roles(deploy(audit_bps=10_000, **WINDOWS), keys, registry)
     yield r
     books_balance(r.m)
 
 
 @pytest.fixture
-def unsampled(deploy, keys, books_balance):
+def unsampled(deploy, keys, books_balance, registry):
     """A market that never samples (p = 0): only challenges trigger audits."""
-    r = Roles(deploy(audit_bps=0, **WINDOWS), keys)
+    r = Roles(deploy(audit_bps=0, **WINDOWS), keys, registry)
     yield r
     books_balance(r.m)
 
@@ -88,13 +97,19 @@ def test_honest_operator_sampled_proven_by_validators_and_paid_exactly(sampled):
     assert r.m.job(jid).status == Status.AUDITED
     assert r.op.state().open_audits == 1
     r.v1.submit_verdict(jid, output_hash(TRUE_OUT))
-    assert r.m.job(jid).status == Status.AUDITED  # quorum is 2
     rc_v2 = r.v2.submit_verdict(jid, output_hash(TRUE_OUT))
-    assert r.m.events(rc_v2, "JobSettled")[0]["fee"] == FEE
+    assert r.m.events(rc_v2, "QuorumReached")[0]["outputHash"] == output_hash(TRUE_OUT)
+    assert r.m.job(jid).status == Status.AUDITED  # a quorum decides only at the proof deadline
+    with pytest.raises(TransactionRevertedError, match="proof window still open"):
+        r.anyone.settle(jid)
+    rc_reveal = r.op.reveal_output(jid, TRUE_OUT)
+    mine(r.w3, WINDOWS["proof_window"])
+    rc_settle = r.anyone.settle(jid)
+    assert r.m.events(rc_settle, "JobSettled")[0]["fee"] == FEE
     assert r.m.job(jid).status == Status.SETTLED
     assert r.op.credit == FEE
     rc_wd = r.op.withdraw_credit()
-    assert r.bal(r.op) == op0 - 2 * ETHER + FEE - gas(rc_stake, rc_commit, rc_wd)
+    assert r.bal(r.op) == op0 - 2 * ETHER + FEE - gas(rc_stake, rc_commit, rc_reveal, rc_wd)
     assert r.bal(r.req) == req0 - FEE - gas(rc_post)
     # and the stake comes back after the two-step unstake
     rc_req = r.op.request_unstake()
@@ -102,8 +117,8 @@ def test_honest_operator_sampled_proven_by_validators_and_paid_exactly(sampled):
         r.op.withdraw_stake()
     mine(r.w3, WINDOWS["unstake_delay"])
     rc_out = r.op.withdraw_stake()
-    assert r.bal(r.op) == op0 + FEE - gas(rc_stake, rc_commit, rc_wd, rc_req, rc_out)
-    assert r.m.totals()["balance"] == 0
+    assert r.bal(r.op) == op0 + FEE - gas(rc_stake, rc_commit, rc_reveal, rc_wd, rc_req, rc_out)
+    assert r.m.totals()["balance"] == 3 * VALIDATOR_STAKE  # only the validators' stakes are left
 
 
 def test_cheater_sampled_is_slashed_requester_refunded_and_burn_exact(sampled):
@@ -114,8 +129,7 @@ def test_cheater_sampled_is_slashed_requester_refunded_and_burn_exact(sampled):
     jid, rc_post, rc_commit = r.post_and_commit(LIE_OUT)
     mine(r.w3, cfg.audit_delay + 1)
     assert r.anyone.draw_audit(jid)[0]
-    r.v1.submit_verdict(jid, output_hash(TRUE_OUT))
-    rc = r.v2.submit_verdict(jid, output_hash(TRUE_OUT))
+    rc = r.vote_and_decide(jid, TRUE_OUT)
     ev = r.m.events(rc, "Slashed")[0]
     share = cfg.slash_amount * cfg.reporter_share_bps // 10_000
     assert (ev["reason"], ev["amount"], ev["toReporter"], ev["burned"]) == (
@@ -142,8 +156,7 @@ def test_unsampled_cheater_challenged_slashed_and_challenger_paid_exactly(unsamp
     assert r.m.job(jid).status == Status.CLEARED
     rc_ch = r.ch.challenge(jid, BOND)
     assert r.m.job(jid).status == Status.CHALLENGED
-    r.v1.submit_verdict(jid, output_hash(TRUE_OUT))
-    rc = r.v3.submit_verdict(jid, output_hash(TRUE_OUT))
+    rc = r.vote_and_decide(jid, TRUE_OUT, ("v1", "v3"))
     ev = r.m.events(rc, "Slashed")[0]
     share = cfg.slash_amount * cfg.reporter_share_bps // 10_000
     assert ev["reporter"] == r.ch.address and ev["toReporter"] == share
@@ -162,14 +175,14 @@ def test_failed_challenge_forfeits_bond_to_operator(unsampled):
     rc_stake = r.op.stake(2 * ETHER)
     jid, _, rc_commit = r.post_and_commit(TRUE_OUT)
     rc_ch = r.ch.challenge(jid, BOND)  # before the draw: a challenge forces the audit anyway
-    r.v1.submit_verdict(jid, output_hash(TRUE_OUT))
-    rc = r.v2.submit_verdict(jid, output_hash(TRUE_OUT))
+    rc_reveal = r.op.reveal_output(jid, TRUE_OUT)
+    rc = r.vote_and_decide(jid, TRUE_OUT)
     assert r.m.events(rc, "ChallengeFailed")[0]["bondToOperator"] == BOND
     assert r.m.job(jid).status == Status.SETTLED
     assert r.op.credit == FEE + BOND
     assert r.ch.credit == 0
     rc_wd = r.op.withdraw_credit()
-    assert r.bal(r.op) == op0 - 2 * ETHER + FEE + BOND - gas(rc_stake, rc_commit, rc_wd)
+    assert r.bal(r.op) == op0 - 2 * ETHER + FEE + BOND - gas(rc_stake, rc_commit, rc_reveal, rc_wd)
     assert r.bal(r.ch) == ch0 - BOND - gas(rc_ch)
 
 
@@ -183,6 +196,7 @@ def test_unsampled_unchallenged_job_settles_after_window(unsampled):
     mine(r.w3, WINDOWS["challenge_window"])
     with pytest.raises(TransactionRevertedError, match="challenge window closed"):
         r.ch.challenge(jid, BOND)
+    r.op.reveal_output(jid, TRUE_OUT)
     rc = r.anyone.settle(jid)
     assert r.m.events(rc, "AuditDrawn")[0]["sampled"] is False
     assert r.m.job(jid).status == Status.SETTLED and r.op.credit == FEE
@@ -209,10 +223,9 @@ def test_missed_commit_deadline_is_slashed(sampled):
 # -- griefing (issue 11, item 6): jobs only reach operators that opted in -----------------------------------
 
 
-def test_grief_posting_to_an_operator_that_did_not_opt_in_reverts(sampled):
+def test_grief_posting_to_an_operator_that_did_not_opt_in_reverts(sampled, registry, keys):
     r = sampled
-    other = model_id_bytes("other-model")
-    r.req.register_model(other, 1)
+    other = registry.register(keys["requester"], model_id_bytes("other-model"), [9])
     r.op.stake(2 * ETHER)
     with pytest.raises(TransactionRevertedError, match="does not serve this model"):
         r.req.post_job(other, input_commitment(b"x"), r.op.address, FEE)
@@ -261,17 +274,6 @@ def test_missed_proof_deadline_is_slashed(sampled):
         r.v1.submit_verdict(jid, output_hash(TRUE_OUT))
 
 
-def test_expired_seed_blockhash_means_audit(unsampled):
-    """Past 256 blocks the seed block's hash is gone: the draw then audits for sure (stalling never helps)."""
-    r = unsampled
-    r.op.stake(ETHER)
-    jid, _, _ = r.post_and_commit(LIE_OUT)
-    mine(r.w3, 300)
-    is_sampled, rc = r.anyone.draw_audit(jid)
-    assert is_sampled and r.m.events(rc, "AuditDrawn")[0]["seed"] == b"\0" * 32
-    assert r.m.job(jid).status == Status.AUDITED
-
-
 def test_unstake_refused_with_open_challenge_or_unfinished_jobs(unsampled):
     r = unsampled
     r.op.stake(2 * ETHER)
@@ -282,8 +284,7 @@ def test_unstake_refused_with_open_challenge_or_unfinished_jobs(unsampled):
     r.ch.challenge(jid, BOND)
     with pytest.raises(TransactionRevertedError, match="PoSP: open audit or challenge"):
         r.op.request_unstake()
-    r.v1.submit_verdict(jid, output_hash(TRUE_OUT))
-    r.v2.submit_verdict(jid, output_hash(TRUE_OUT))
+    r.vote_and_decide(jid, TRUE_OUT)
     assert r.m.job(jid).status == Status.SLASHED
     r.op.request_unstake()
     with pytest.raises(TransactionRevertedError, match="operator is unstaking"):
@@ -323,12 +324,14 @@ def test_bad_inputs_revert_with_reasons(unsampled, keys):
     reverts("PoSP: unknown operator", r.req.post_job, r.model, x, r.op.address, FEE)
     r.op.stake(2 * ETHER)
     r.op2.stake(2 * ETHER)
-    reverts("PoSP: unregistered model", r.req.post_job, model_id_bytes("nope"), x, r.op.address, FEE)
+    reverts("PoSP: model not provable (not in the registry)", r.req.post_job, model_id_bytes("nope"), x, r.op.address, FEE)
     reverts("PoSP: zero fee", r.req.post_job, r.model, x, r.op.address, 0)
+    reverts("PoSP: sliceCount differs from the registry", r.req.register_model, r.model, 2)
+    reverts("PoSP: mask must be a suffix of slices", r.req.register_model, r.model, 3, 0b010, model_id_bytes("p"))
+    reverts("PoSP: mask needs provenPartModelId", r.req.register_model, r.model, 3, 0b100)
+    reverts("PoSP: part model not in the registry", r.req.register_model, r.model, 3, 0b110, model_id_bytes("p"))
+    r.req.register_model(r.model, 3)
     reverts("PoSP: model already registered", r.req.register_model, r.model, 3)
-    reverts("PoSP: mask must be a suffix of slices", r.req.register_model, model_id_bytes("m2"), 3, 0b010, model_id_bytes("p"))
-    reverts("PoSP: mask needs provenPartModelId", r.req.register_model, model_id_bytes("m3"), 3, 0b100)
-    reverts("PoSP: part model not in the registry", r.req.register_model, model_id_bytes("m4"), 3, 0b110, model_id_bytes("p"))
     missing = model_id_bytes("no-such-job")
     reverts("PoSP: unknown job", r.op.commit, missing, output_hash(TRUE_OUT))
     reverts("PoSP: unknown job", r.anyone.settle, missing)
@@ -338,11 +341,13 @@ def test_bad_inputs_revert_with_reasons(unsampled, keys):
     r.op.commit(jid, output_hash(TRUE_OUT))
     reverts("PoSP: output already committed", r.op.commit, jid, output_hash(LIE_OUT))
     reverts("PoSP: seed block not mined yet", r.anyone.draw_audit, jid)
+    reverts("PoSP: outputs do not match the commitment", r.op.reveal_output, jid, LIE_OUT)
     reverts("PoSP: job not under audit", r.v1.submit_verdict, jid, output_hash(TRUE_OUT))
     reverts("PoSP: bond below minimum", r.ch.challenge, jid, BOND // 2)
     r.ch.challenge(jid, BOND)
     reverts("PoSP: job not challengeable", r.anyone.challenge, jid, BOND)
     reverts("PoSP: not a validator", Validator(r.m, keys["anyone"]).submit_verdict, jid, output_hash(TRUE_OUT))
+    reverts("PoSP: zero output hash", r.v1.submit_verdict, jid, b"\0" * 32)
     r.v1.submit_verdict(jid, output_hash(TRUE_OUT))
     reverts("PoSP: double submit", r.v1.submit_verdict, jid, output_hash(TRUE_OUT))
     reverts("PoSP: no receipt for job", r.anyone.prove_with_receipt, jid)  # no ProofOfInference attached
