@@ -28,6 +28,9 @@ typical flow:
 
   dsperse demo                                      # all of the above on a bundled model and a local chain
 
+  dsperse toolchain install                         # anvil, cast, solc-js 0.8.20 from npm (once; the demo does it too)
+  dsperse toolchain status                          # which tools are found where
+
 SRS: without --srs a DEVELOPMENT SRS is generated once per size into the cache (~/.cache/dsperse or
 $DSPERSE_CACHE). It is not safe for production: pass --srs with a ceremony file for real use.
 """
@@ -130,6 +133,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    if not a.no_chain:  # before any proving: a missing toolchain should cost seconds, not a proved run
+        from .chain.install import ensure_toolchain
+
+        ensure_toolchain(auto_install=not a.no_install, echo=lambda line: print(f"demo: {line}"))
     return run_demo(workdir=a.workdir, slices=a.max_slices, chain=not a.no_chain, cache=a.cache)
 
 
@@ -228,7 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-slices", type=int, default=3)
     d.add_argument("--no-chain", action="store_true", help="stop after verification (no local chain)")
     d.add_argument("--cache", type=Path, help="key/SRS cache directory")
+    d.add_argument("--no-install", action="store_true", help="fail if the EVM toolchain is missing instead of installing "
+                   "it (by default the demo runs `dsperse toolchain install` once, from the npm registry)")
     d.set_defaults(fn=cmd_demo)
+
+    add_toolchain_parser(sub)
 
     cl = sub.add_parser("cluster", help="check Ray cluster launcher / KubeRay YAMLs offline")
     cl_sub = cl.add_subparsers(dest="cluster_command", required=True)
@@ -239,6 +250,57 @@ def build_parser() -> argparse.ArgumentParser:
     for module in ("dsperse.chain.cli", "dsperse.sampling.cli"):
         _add_optional(sub, module)
     return p
+
+
+TOOLCHAIN_HELP = """\
+The EVM toolchain (anvil: a local chain; cast: an independent client; solc-js 0.8.20: the Solidity
+compiler, also behind the solc wrapper EZKL runs from ~/.svm/0.8.20/solc-0.8.20) comes from npm, pinned
+by the package.json/package-lock.json this package carries (dsperse/chain/npm/). Needs Node.js >= 20
+and npm, and the npm registry (or a warm npm cache) once.
+
+Install dir: $DSPERSE_TOOLCHAIN, else $DSPERSE_CACHE/toolchain, else ~/.cache/dsperse/toolchain.
+Tools are looked up in $DSPERSE_NODE_MODULES, the install dir, a source checkout's node_modules,
+./node_modules, then $PATH.
+"""
+
+
+def cmd_toolchain_install(a: argparse.Namespace) -> int:
+    from .chain.install import install
+    from .chain.toolchain import ezkl_solc_path
+
+    tc = install(a.dir, force=a.force)
+    print(f"toolchain: ready (anvil {tc.anvil}, solc-js {tc.solc_js}, EZKL's solc {ezkl_solc_path()})")
+    return 0
+
+
+def cmd_toolchain_status(a: argparse.Namespace) -> int:
+    from .chain.install import status
+
+    lines, ok = status()
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def add_toolchain_parser(sub) -> None:
+    t = sub.add_parser("toolchain", help="install or inspect the EVM toolchain (anvil, cast, solc-js 0.8.20) from npm",
+                       description=TOOLCHAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  dsperse toolchain install                 # idempotent: npm runs only if needed\n"
+                       "  dsperse toolchain install --dir /opt/dsperse-tc && export DSPERSE_TOOLCHAIN=/opt/dsperse-tc\n"
+                       "  dsperse toolchain status                  # exit 1 when something is missing")
+    t_sub = t.add_subparsers(dest="toolchain_command", metavar="ACTION", required=True)
+    ti = t_sub.add_parser("install", help="npm ci of the pinned manifest, the ~/.svm solc wrapper, then check every tool",
+                          description="Run `npm ci` of the pinned manifest in the install dir (skipped when it already "
+                          "holds the pinned versions), write the solc-js wrapper EZKL runs to ~/.svm/0.8.20/solc-0.8.20 "
+                          "(a native solc 0.8.20 there is kept), then check that anvil, cast and solc answer and "
+                          "compile a probe contract. Safe to run again.")
+    ti.add_argument("--dir", type=Path, help="install here (default: $DSPERSE_TOOLCHAIN, else $DSPERSE_CACHE/toolchain, "
+                    "else ~/.cache/dsperse/toolchain); dsperse finds another dir only through DSPERSE_TOOLCHAIN")
+    ti.add_argument("--force", action="store_true", help="run npm ci even when the dir already holds the pinned packages")
+    ti.set_defaults(fn=cmd_toolchain_install)
+    ts = t_sub.add_parser("status", help="where each tool is found and its version; exit 1 if one is missing",
+                          description="Print the pinned versions, the install dir, the search order, and for each tool "
+                          "its path, version and the place it was found; exit 1 when the toolchain is incomplete.")
+    ts.set_defaults(fn=cmd_toolchain_status)
 
 
 def _add_optional(sub, module: str) -> None:

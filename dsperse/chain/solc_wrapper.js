@@ -1,6 +1,6 @@
 #!__NODE__
 // solc 0.8.20 command-line stand-in backed by solc-js (npm "solc@0.8.20").
-// Installed at ~/.svm/0.8.20/solc-0.8.20 by scripts/install_toolchain.sh (or
+// Installed at ~/.svm/0.8.20/solc-0.8.20 by `dsperse toolchain install` (or
 // dsperse.chain.toolchain.ensure_ezkl_solc) because EZKL looks for solc there and
 // would otherwise try to download it. It supports what EZKL's compiler driver
 // passes: `--version` and `--standard-json` (JSON on stdin, JSON on stdout), plus
@@ -20,7 +20,7 @@ function loadSolc() {
     return require(SOLC_DIR);
   } catch (err) {
     process.stderr.write(
-      `solc-js not found at ${SOLC_DIR} (${err.message}); run scripts/install_toolchain.sh\n`
+      `solc-js not found at ${SOLC_DIR} (${err.message}); run \"dsperse toolchain install\"\n`
     );
     process.exit(2);
   }

@@ -1,8 +1,13 @@
 """Find the pinned EVM toolchain (anvil, cast, node + solc-js 0.8.20) and compile Solidity with it.
 
-The toolchain comes from npm (package.json at the repo root, installed by
-``scripts/install_toolchain.sh``) so no binary download from elsewhere is needed.
-The repo's ``node_modules`` is searched first, then ``$PATH``.
+The toolchain comes from npm: the pinned manifest (``npm/package.json`` and
+``npm/package-lock.json``, package data next to this file, so a wheel carries
+it) is installed by ``dsperse toolchain install`` (see :mod:`.install`) into
+:func:`toolchain_dir`. No binary comes from anywhere but the npm registry.
+
+Search order, first hit wins per tool: ``$DSPERSE_NODE_MODULES``, the
+install dir's ``node_modules``, a source checkout's ``node_modules``,
+``./node_modules``, then ``$PATH`` (anvil, cast and node only).
 
 EZKL's verifier generator looks for solc at ``~/.svm/0.8.20/solc-0.8.20`` and
 tries to download it otherwise; :func:`ensure_ezkl_solc` puts a node wrapper
@@ -23,11 +28,33 @@ from .. import storage
 from ..errors import ToolchainError
 
 SOLC_VERSION = "0.8.20"
-INSTALL_HINT = "run scripts/install_toolchain.sh (needs node >= 20 and npm)"
+INSTALL_COMMAND = "dsperse toolchain install"
+INSTALL_HINT = f"run `{INSTALL_COMMAND}` (needs Node.js >= 20 and npm; fetches the pinned npm packages once)"
+MANIFEST_DIR = Path(__file__).with_name("npm")
+"""The pinned npm manifest (package.json + package-lock.json): the one source of truth for tool versions."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WRAPPER_TEMPLATE = Path(__file__).with_name("solc_wrapper.js")
 EIP170_LIMIT = 24_576
 """Largest runtime bytecode (bytes) mainnet accepts; anvil enforces it too unless told otherwise."""
+ANVIL_PACKAGE = "@foundry-rs/anvil-linux-amd64"
+CAST_PACKAGE = "@foundry-rs/cast-linux-amd64"
+
+
+def toolchain_dir() -> Path:
+    """Where ``dsperse toolchain install`` puts the npm packages: ``$DSPERSE_TOOLCHAIN``, else ``<cache>/toolchain``.
+
+    ``<cache>`` is ``$DSPERSE_CACHE`` or ``~/.cache/dsperse``, so a wheel install needs no source checkout.
+    """
+    if env := os.environ.get("DSPERSE_TOOLCHAIN"):
+        return Path(env).expanduser()
+    from ..srs import cache_dir
+
+    return cache_dir() / "toolchain"
+
+
+def _checkout_node_modules() -> Path | None:
+    """``node_modules`` of a source checkout (older installs put it there); None for a wheel install."""
+    return REPO_ROOT / "node_modules" if (REPO_ROOT / "pyproject.toml").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -56,49 +83,61 @@ class CompiledContract:
 
 
 def _node_modules_dirs() -> list[Path]:
+    """Every ``node_modules`` searched, in order (srs_shrink looks for ffjavascript in the same places)."""
     dirs = []
     if env := os.environ.get("DSPERSE_NODE_MODULES"):
         dirs.append(Path(env))
-    dirs.append(REPO_ROOT / "node_modules")
+    dirs.append(toolchain_dir() / "node_modules")
+    if (checkout := _checkout_node_modules()) is not None:
+        dirs.append(checkout)
     dirs.append(Path.cwd() / "node_modules")
-    return dirs
+    return list(dict.fromkeys(dirs))  # a checkout is often also the cwd
 
 
-def _find_bin(name: str, package: str) -> Path | None:
-    for nm in _node_modules_dirs():
+def _find_bin(name: str, package: str, dirs: list[Path], path: bool = True) -> Path | None:
+    for nm in dirs:
         p = nm / package / "bin" / name
         if p.is_file() and os.access(p, os.X_OK):
             return p
-    found = shutil.which(name)
+    found = shutil.which(name) if path else None
     return Path(found) if found else None
 
 
-def _find_solc_js() -> Path | None:
-    for nm in _node_modules_dirs():
+def _find_solc_js(dirs: list[Path]) -> Path | None:
+    for nm in dirs:
         p = nm / "solc"
-        if (p / "soljson.js").is_file() and _package_version(p) == SOLC_VERSION:
+        if (p / "soljson.js").is_file() and package_version(p) == SOLC_VERSION:
             return p
     return None
 
 
-def _package_version(pkg_dir: Path) -> str | None:
+def package_version(pkg_dir: Path) -> str | None:
+    """The ``version`` of an installed npm package directory, or None."""
     try:
         return json.loads((pkg_dir / "package.json").read_text())["version"]
     except (OSError, ValueError, KeyError):
         return None
 
 
-def find_toolchain() -> Toolchain:
-    """Locate every tool or raise :class:`ToolchainError` naming what is missing and how to install it."""
-    found = {
-        "anvil": _find_bin("anvil", "@foundry-rs/anvil-linux-amd64"),
-        "cast": _find_bin("cast", "@foundry-rs/cast-linux-amd64"),
+def locate(node_modules: Path | None = None) -> dict[str, Path | None]:
+    """Each tool's path, or None: in ``node_modules`` only when given, else along the search order."""
+    dirs = [node_modules] if node_modules is not None else _node_modules_dirs()
+    on_path = node_modules is None
+    return {
+        "anvil": _find_bin("anvil", ANVIL_PACKAGE, dirs, on_path),
+        "cast": _find_bin("cast", CAST_PACKAGE, dirs, on_path),
         "node": Path(p) if (p := shutil.which("node")) else None,
-        "solc_js": _find_solc_js(),
+        "solc_js": _find_solc_js(dirs),
     }
+
+
+def find_toolchain(node_modules: Path | None = None) -> Toolchain:
+    """Locate every tool or raise :class:`ToolchainError` naming what is missing and how to install it."""
+    found = locate(node_modules)
     missing = [("solc-js " + SOLC_VERSION if k == "solc_js" else k) for k, v in found.items() if v is None]
     if missing:
-        raise ToolchainError(f"EVM toolchain incomplete, missing: {', '.join(missing)}; {INSTALL_HINT}")
+        where = f" in {node_modules}" if node_modules is not None else ""
+        raise ToolchainError(f"EVM toolchain incomplete, missing: {', '.join(missing)}{where}; {INSTALL_HINT}")
     return Toolchain(**found)  # type: ignore[arg-type]
 
 
@@ -208,12 +247,13 @@ def render_wrapper(tc: Toolchain) -> str:
     return text.replace("__NODE__", str(tc.node)).replace("__SOLC_DIR__", str(tc.solc_js))
 
 
-def ensure_ezkl_solc() -> Path:
+def ensure_ezkl_solc(tc: Toolchain | None = None) -> Path:
     """Install (or refresh) the solc-js wrapper where EZKL looks, and check it answers like solc 0.8.20.
 
-    Leaves a real solc binary alone if one is already there and reports 0.8.20.
+    ``tc`` defaults to :func:`find_toolchain`. Leaves a real solc binary alone if one is already there
+    and reports 0.8.20.
     """
-    tc = find_toolchain()
+    tc = tc or find_toolchain()
     dest = ezkl_solc_path()
     want = render_wrapper(tc)
     current = dest.read_bytes() if dest.is_file() else None

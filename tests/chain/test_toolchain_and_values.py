@@ -1,13 +1,17 @@
-"""Toolchain discovery, solc-js compilation, the EZKL solc wrapper, and the pure value conversions of the client."""
+"""Toolchain discovery and install decisions, solc-js compilation, the EZKL solc wrapper, and the pure value
+conversions of the client. (A real `dsperse toolchain install` from a wheel: tests/test_wheel_install.py.)"""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak
 
-from dsperse.chain import toolchain as tc
+from dsperse import cli
+from dsperse.chain import install as inst, toolchain as tc
 from dsperse.chain.client import FIELD, Submission, expected_hashes, felt_to_uint, job_id_bytes, signed
 from dsperse.errors import ToolchainError
 
@@ -15,9 +19,94 @@ from dsperse.errors import ToolchainError
 def test_missing_toolchain_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(tc, "_node_modules_dirs", lambda: [tmp_path])
     monkeypatch.setattr(tc.shutil, "which", lambda name: None)
-    with pytest.raises(ToolchainError, match="run scripts/install_toolchain.sh") as info:
+    with pytest.raises(ToolchainError, match="run `dsperse toolchain install`") as info:
         tc.find_toolchain()
-    assert "anvil" in str(info.value) and "solc-js 0.8.20" in str(info.value)
+    assert "anvil" in str(info.value) and "solc-js 0.8.20" in str(info.value) and "scripts/" not in str(info.value)
+
+
+def _fake_install(dest: Path, versions: dict[str, str] | None = None) -> Path:
+    """A node_modules under ``dest`` laid out as npm ci of the pinned manifest leaves it (tools are tiny scripts)."""
+    nm = dest / "node_modules"
+    for name, version in (versions or inst.pinned()).items():
+        (nm / name).mkdir(parents=True, exist_ok=True)
+        (nm / name / "package.json").write_text(json.dumps({"name": name, "version": version}))
+    for tool, pkg in (("anvil", tc.ANVIL_PACKAGE), ("cast", tc.CAST_PACKAGE)):
+        exe = nm / pkg / "bin" / tool
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.write_text(f"#!/bin/sh\necho '{tool} Version: 1.7.1'\n")
+        exe.chmod(0o755)
+    (nm / "solc" / "soljson.js").write_text("")
+    for f in inst.MANIFEST_FILES:
+        shutil.copyfile(tc.MANIFEST_DIR / f, dest / f)
+    return nm
+
+
+def test_install_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("DSPERSE_TOOLCHAIN", raising=False)
+    monkeypatch.setenv("DSPERSE_CACHE", str(tmp_path / "cache"))
+    assert tc.toolchain_dir() == tmp_path / "cache" / "toolchain"
+    monkeypatch.setenv("DSPERSE_TOOLCHAIN", str(tmp_path / "tc"))
+    assert tc.toolchain_dir() == tmp_path / "tc"
+    assert tc._node_modules_dirs()[0] == tmp_path / "tc" / "node_modules"
+
+
+def test_tools_in_the_install_dir_are_found_first(monkeypatch, tmp_path):
+    monkeypatch.delenv("DSPERSE_NODE_MODULES", raising=False)
+    monkeypatch.setenv("DSPERSE_TOOLCHAIN", str(tmp_path / "tc"))
+    nm = _fake_install(tmp_path / "tc")
+    found = tc.find_toolchain()
+    assert found.anvil == nm / tc.ANVIL_PACKAGE / "bin" / "anvil" and found.solc_js == nm / "solc"
+    assert inst.is_installed(tmp_path / "tc")
+    lines, ok = inst.status()
+    assert ok and any("anvil" in ln and "[install dir]" in ln for ln in lines), lines
+
+
+def test_npm_runs_only_when_the_pinned_packages_are_not_there(tmp_path):
+    """What makes `dsperse toolchain install` idempotent: another version, or another manifest, means npm ci."""
+    assert not inst.is_installed(tmp_path)
+    _fake_install(tmp_path)
+    assert inst.is_installed(tmp_path)
+    _fake_install(tmp_path, {"solc": "0.8.19"})
+    assert not inst.is_installed(tmp_path)
+    _fake_install(tmp_path)
+    (tmp_path / "package-lock.json").write_text("{}")
+    assert not inst.is_installed(tmp_path)
+
+
+def test_install_without_node_or_npm_names_what_is_missing(monkeypatch):
+    monkeypatch.setattr(inst.shutil, "which", lambda name: None)
+    with pytest.raises(ToolchainError, match="Node.js not found on PATH.*npm.*dsperse toolchain install"):
+        inst.install()
+    monkeypatch.setattr(inst.shutil, "which", lambda name: "/usr/bin/node" if name == "node" else None)
+    with pytest.raises(ToolchainError, match="npm not found on PATH"):
+        inst.install()
+
+
+def test_demo_installs_a_missing_toolchain_before_proving(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def missing(node_modules=None):
+        if not calls:
+            raise ToolchainError("EVM toolchain incomplete, missing: anvil; " + tc.INSTALL_HINT)
+        return "toolchain"
+
+    monkeypatch.setattr(inst, "find_toolchain", missing)
+    monkeypatch.setattr(inst, "install", lambda dest=None, **kw: calls.append("install"))
+    monkeypatch.setattr("dsperse.demo.run_demo", lambda **kw: calls.append("demo") or 0)
+    assert cli.main(["demo", "-w", str(tmp_path)]) == 0
+    assert calls == ["install", "demo"]
+    assert "demo: EVM toolchain incomplete, missing: anvil; installing it now into" in capsys.readouterr().out
+
+    calls.clear()
+    assert cli.main(["demo", "-w", str(tmp_path), "--no-install"]) == 2  # refuses early, before any proving
+    assert calls == [] and "dsperse toolchain install" in capsys.readouterr().err
+
+
+def test_toolchain_status_exits_1_and_names_the_install_command(monkeypatch, capsys):
+    monkeypatch.setattr(inst, "locate", lambda: {"anvil": None, "cast": None, "node": None, "solc_js": None})
+    assert cli.main(["toolchain", "status"]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING anvil" in out and "run `dsperse toolchain install`" in out
 
 
 def test_compile_solidity_returns_abi_and_bytecode(toolchain):
