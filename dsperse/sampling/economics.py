@@ -118,3 +118,16 @@ def verification_overhead(p: float) -> float:
     """Fraction of jobs that must be proven, relative to proving every job (challenges add to it)."""
     _check_p(p)
     return p
+
+
+MAX_REPORTER_SHARE = 0.5
+"""PoSPMarket.MAX_REPORTER_SHARE_BPS / 10000: the most of a slash a reporter may receive."""
+
+
+def self_report_penalty(S: float, reporter_share: float) -> float:
+    """What a cheater still loses when it reports itself (a sock-puppet challenge gets the reporter share
+    back): ``(1 - share) S``. The market caps the share at 1/2, so a self-report costs at least ``S / 2``;
+    where watchtowers make self-reporting the cheater's best reply, deter with this in place of S."""
+    if not 0.0 <= reporter_share <= MAX_REPORTER_SHARE:
+        raise SamplingError(f"reporter share must be in [0, {MAX_REPORTER_SHARE}], got {reporter_share}")
+    return (1.0 - reporter_share) * S

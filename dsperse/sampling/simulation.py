@@ -7,6 +7,13 @@ whatever the scheduling and however many workers run. Ray is the scale-out; chun
 It measures, per strategy: how often cheated jobs are caught (``detection_rate``, expected
 ``p (1 - r)``), the share of cheating operators caught at least once, the profit per job, the honest
 operators' return, and the verification overhead against proving every job.
+
+Grinding (``grind_tries`` > 1): every cheating operator also builds blocks, so it can make ``grind_tries``
+candidate blocks for each cheated job's commitment and keep the one whose draw looks unsampled. With
+``seed_scheme="blockhash"`` (the market before issue 7) the draw is public, so it is audited only if all
+candidates are sampled (p^tries). With ``"commit-reveal"`` (the market now) the draw also hashes the
+requester's secret, which the grinder does not know: its choice is blind and its audited share stays p.
+The draw is simulated, not assumed: 64-bit candidate seeds, mixed with a secret by splitmix64.
 """
 from __future__ import annotations
 
@@ -21,6 +28,41 @@ from ..errors import SamplingError
 from .economics import STRATEGIES, Economics, expected_profit, min_audit_probability
 
 _CODES = {s: i for i, s in enumerate(STRATEGIES)}
+SEED_SCHEMES = ("commit-reveal", "blockhash")
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a keyed 64-bit hash standing in for keccak256 (uint64 arithmetic wraps)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (x ^ (x >> np.uint64(31))) & _M64
+
+
+def grind_audits(rng: np.random.Generator, cheats: np.ndarray, p: float, tries: int, scheme: str) -> np.ndarray:
+    """Audited cheated jobs per operator when each cheated job's seed is ground over ``tries`` candidate blocks.
+
+    The grinder keeps the first candidate whose draw, as far as it can compute it, is unsampled (the last one
+    if none is). Under "blockhash" it computes the true draw; under "commit-reveal" the true draw hashes the
+    requester's secret, and the grinder can only use a guess of its own.
+    """
+    n = int(cheats.sum())
+    bps = np.uint64(round(p * 10_000))
+    cand = rng.integers(0, 2**63, size=(n, tries), dtype=np.uint64)
+    if scheme == "blockhash":
+        true = cand % np.uint64(10_000) < bps
+        seen = true
+    else:
+        secret = rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64)
+        guess = rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            true = _mix64(cand ^ secret) % np.uint64(10_000) < bps
+            seen = _mix64(cand ^ guess) % np.uint64(10_000) < bps
+    looks_clear = ~seen
+    choice = np.where(looks_clear.any(axis=1), looks_clear.argmax(axis=1), tries - 1)
+    audited = true[np.arange(n), choice]
+    owner = np.repeat(np.arange(len(cheats)), cheats)
+    return np.bincount(owner, weights=audited, minlength=len(cheats)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -38,6 +80,10 @@ class SimConfig:
     """Prover CPU-seconds to prove one job (slices x seconds per slice): used for the overhead figures."""
     chunk_size: int = 250
     seed: int = 0
+    grind_tries: int = 1
+    """Candidate seed blocks a cheating operator builds per cheated job, keeping the best-looking one."""
+    seed_scheme: str = "commit-reveal"
+    """"commit-reveal" (requester secret + commitment block hash) or "blockhash" (public, the old market)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
@@ -49,6 +95,8 @@ class SimConfig:
             raise SamplingError(f"unknown strategies in mix: {sorted(unknown)}; use {STRATEGIES}")
         if sum(self.mix.values()) <= 0 or any(v < 0 for v in self.mix.values()):
             raise SamplingError(f"mix shares must be >= 0 and not all 0: {self.mix}")
+        if self.grind_tries < 1 or self.seed_scheme not in SEED_SCHEMES:
+            raise SamplingError(f"grind_tries must be >= 1 and seed_scheme one of {SEED_SCHEMES}")
 
     def strategies(self) -> np.ndarray:
         """Strategy code per operator, deterministic: counts by largest remainder, in STRATEGIES order."""
@@ -91,6 +139,11 @@ class StrategyStats:
     @property
     def profit_per_job(self) -> float:
         return self.profit / self.jobs if self.jobs else float("nan")
+
+    @property
+    def audited_cheat_share(self) -> float:
+        """Share of cheated jobs that were audited: p, unless the grinder could steer the draw."""
+        return self.audited_cheats / self.cheats if self.cheats else float("nan")
 
 
 @dataclass
@@ -139,7 +192,8 @@ class SimResult:
         return out
 
 
-def simulate_chunk(econ: Economics, p: float, q: float, jobs: int, codes: np.ndarray, seed: np.random.SeedSequence) -> dict[str, StrategyStats]:
+def simulate_chunk(econ: Economics, p: float, q: float, jobs: int, codes: np.ndarray, seed: np.random.SeedSequence,
+                   grind_tries: int = 1, seed_scheme: str = "commit-reveal") -> dict[str, StrategyStats]:
     """Simulate one chunk of operators with vectorised binomial draws (no Ray in here: pure numpy)."""
     rng = np.random.default_rng(seed)
     n = len(codes)
@@ -147,7 +201,10 @@ def simulate_chunk(econ: Economics, p: float, q: float, jobs: int, codes: np.nda
         [codes == _CODES["honest"], codes == _CODES["mixed"]], [0.0, q], default=1.0
     )
     cheats = rng.binomial(jobs, cheat_prob)
-    audited_cheats = rng.binomial(cheats, p)
+    if grind_tries > 1 or seed_scheme != "commit-reveal":
+        audited_cheats = grind_audits(rng, cheats, p, grind_tries, seed_scheme)
+    else:
+        audited_cheats = rng.binomial(cheats, p)
     cover = np.where(codes == _CODES["collude"], econ.r, 0.0)
     detected = rng.binomial(audited_cheats, 1.0 - cover)
     audited_honest = rng.binomial(jobs - cheats, p)
@@ -207,7 +264,8 @@ def simulate_many(configs: Sequence[SimConfig]) -> list[SimResult]:
         key = id(cfg.economics)
         if key not in econ_refs:
             econ_refs[key] = ray.put(cfg.economics)
-        refs.append([remote.remote(econ_refs[key], cfg.p, cfg.q, cfg.jobs_per_operator, codes, seed) for codes, seed in _chunks(cfg)])
+        refs.append([remote.remote(econ_refs[key], cfg.p, cfg.q, cfg.jobs_per_operator, codes, seed, cfg.grind_tries, cfg.seed_scheme)
+                     for codes, seed in _chunks(cfg)])  # fmt: skip
     return [_merge(cfg, ray.get(rs)) for cfg, rs in zip(configs, refs)]
 
 
@@ -219,7 +277,22 @@ def simulate(cfg: SimConfig) -> SimResult:
 def simulate_serial(cfg: SimConfig) -> SimResult:
     """The same computation without Ray (same chunks and seeds, so the same numbers)."""
     e = cfg.economics
-    return _merge(cfg, (simulate_chunk(e, cfg.p, cfg.q, cfg.jobs_per_operator, c, s) for c, s in _chunks(cfg)))
+    return _merge(cfg, (simulate_chunk(e, cfg.p, cfg.q, cfg.jobs_per_operator, c, s, cfg.grind_tries, cfg.seed_scheme)
+                        for c, s in _chunks(cfg)))  # fmt: skip
+
+
+def grinding_table(econ: Economics, p: float, tries: Sequence[int] = (1, 4, 16), n_operators: int = 200,
+                   jobs_per_operator: int = 200, seed: int = 0) -> list[dict]:
+    """Audited share of a grinding cheater's jobs per seed scheme and number of tries (serial numpy)."""
+    rows = []
+    for scheme in SEED_SCHEMES:
+        for t in tries:
+            cfg = SimConfig(econ, p, n_operators=n_operators, jobs_per_operator=jobs_per_operator, mix={"cheat": 1.0},
+                            seed=seed, grind_tries=t, seed_scheme=scheme)  # fmt: skip
+            st = simulate_serial(cfg).stats["cheat"]
+            rows.append(dict(scheme=scheme, tries=t, p=p, cheated_jobs=st.cheats, audited_share=st.audited_cheat_share,
+                             expected=p if scheme == "commit-reveal" else p**t, profit_per_job=st.profit_per_job))  # fmt: skip
+    return rows
 
 
 def sweep(base: SimConfig, p_values: Sequence[float]) -> list[SimResult]:
