@@ -77,8 +77,13 @@ def _build_wheel(tmp: Path, env: dict) -> Path:
             shutil.copy2(ROOT / name, src / name)
     for pkg in ("dsperse", "pipelines"):
         shutil.copytree(ROOT / pkg, src / pkg, ignore=junk)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", src],
-         cwd=tmp, env=env, timeout=600, what="building the wheel")  # fmt: skip
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", src]
+    try:
+        _run(cmd, cwd=tmp, env=env, timeout=600, what="building the wheel")
+    except AssertionError:
+        # once, unreproduced, setuptools failed inside bdist_wheel ('NoneType' has no 'has_pure_modules'); the
+        # wheel is not what this test is about, so one retry, and a second failure fails the test
+        _run(cmd, cwd=tmp, env=env, timeout=600, what="building the wheel (second try)")
     (wheel,) = (tmp / "dist").glob("dsperse_ray-*.whl")
     return wheel
 
@@ -121,7 +126,7 @@ def test_wheel_outside_the_repo_installs_its_toolchain_and_runs_the_demo_to_a_re
     t = time.perf_counter()
     out = _run([dsperse, "toolchain", "install"], cwd=work, env=env, timeout=1200, what="dsperse toolchain install")
     install_dir = tmp / "home" / ".cache" / "dsperse" / "toolchain"
-    assert f"npm ci of the pinned manifest" in out and str(install_dir) in out, out
+    assert "npm ci of the pinned manifest" in out and str(install_dir) in out, out
     assert (tmp / "home" / ".svm" / "0.8.20" / "solc-0.8.20").is_file(), "the ezkl solc wrapper was not written"
     again = _run([dsperse, "toolchain", "install"], cwd=work, env=env, timeout=600, what="a second install")
     assert "npm skipped" in again, again
