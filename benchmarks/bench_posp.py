@@ -1,11 +1,14 @@
 """Proof of Sampling: verification cost per inference at p = 1%, 5%, 10%, 100% vs proving every job.
 
 Measures, on a fresh anvil and a real EZKL run of the zoo MLP (3 slices, k=15):
-- gas of every market step (post, commit, draw, settle, challenge, verdicts, proveWithReceipt),
+- gas of every market step (post, commit, reveal output, reveal seed / draw, settle, challenge, verdicts and
+  their settle at the proof deadline, proveWithReceipt),
 - gas of the ProofOfInference receipt (links + every slice verified on chain),
 - prover CPU-seconds per slice (the run's own proof timings) and re-execution seconds (validators).
 Then prints the expected cost per inference at each p (market overhead + p x proof), the same for
-proving every job, and runs the Ray simulation (>= 1000 operators) for the profit-vs-p plot.
+proving every job, and runs the Ray simulation (>= 1000 operators) for the profit-vs-p plot, and the
+grinding table: a cheater that builds 1, 4 or 16 candidate seed blocks per job, old blockhash seed vs the
+requester's commit-reveal secret (issue 7).
 
     .venv/bin/python benchmarks/bench_posp.py [--out benchmarks/out/posp] [--run RUN_DIR]
 """
@@ -80,18 +83,24 @@ def measure_gas(run) -> dict:
         def market(p_bps: int):
             m = Market.deploy(w3, k[0], poi.registry_address, MarketConfig(audit_bps=p_bps, **windows), validators=vals)
             g.setdefault("deploy market", m.deploy_receipt["gasUsed"])
-            return m, Requester(m, k[1]), Operator(m, k[2]), Challenger(m, k[4]), [Validator(m, k[5]), Validator(m, k[6])]
+            vs = [Validator(m, k[5]), Validator(m, k[6])]
+            for v in vs:
+                v.stake(2 * ETHER)
+            return m, Requester(m, k[1]), Operator(m, k[2]), Challenger(m, k[4]), vs
 
         # unsampled job: post, commit, draw (not sampled), settle, withdraw. A first job warms the market's
         # counters (zero -> nonzero storage writes cost 20k more once), so the second one is measured.
         m, req, op, chal, vs = market(0)
         g["operator stake"] = op.stake(2 * ETHER)["gasUsed"]
+        op.offer(model, ETHER // 100, 10)
         warm, rc0 = req.post_job(model, ih, op.address, ETHER // 100)
         g["postJob (first job of a market)"] = rc0["gasUsed"]
         op.commit(warm, output_hash(out))
         jid, rc = req.post_job(model, ih, op.address, ETHER // 100)
         g["postJob"] = rc["gasUsed"]
         g["commitOutput"] = op.commit(jid, output_hash(out))["gasUsed"]
+        op.reveal_output(warm, out)
+        g["revealOutput"] = op.reveal_output(jid, out)["gasUsed"]
         mine(w3, 3)
         chal.draw_audit(warm)
         g["drawAudit (not sampled)"] = chal.draw_audit(jid)[1]["gasUsed"]
@@ -99,21 +108,36 @@ def measure_gas(run) -> dict:
         chal.settle(warm)
         g["settle (pay)"] = chal.settle(jid)["gasUsed"]
         g["withdrawCredit (any number of jobs)"] = op.withdraw_credit()["gasUsed"]
-        # challenged job decided by two validator verdicts
+        # challenged job decided by two validator verdicts at the proof deadline
         jid, _ = req.post_job(model, ih, op.address, ETHER // 100)
         op.commit(jid, output_hash(out))
+        op.reveal_output(jid, out)
         g["challenge"] = chal.challenge(jid, ETHER // 10)["gasUsed"]
         g["verdicts (quorum 2)"] = sum(v.submit_verdict(jid, output_hash(out))["gasUsed"] for v in vs)
+        mine(w3, windows["proof_window"] + 1)
+        g["settle (quorum, at the proof deadline)"] = chal.settle(jid)["gasUsed"]
+        # 0 < p < 100%: the requester's secret draws the audit
+        m, req, op, chal, vs = market(5_000)
+        op.stake(2 * ETHER)
+        op.offer(model, ETHER // 100, 10)
+        for i in range(2):  # the first warms the counters
+            jid, _ = req.post_job(model, ih, op.address, ETHER // 100)
+            op.commit(jid, output_hash(out))
+            mine(w3, 3)
+            rc = req.reveal_seed(jid)[1]
+        g["revealSeed (0 < p < 100%)"] = rc["gasUsed"]
         # sampled job decided by a ProofOfInference receipt
         m, req, op, chal, vs = market(10_000)
         op.stake(2 * ETHER)
+        op.offer(model, ETHER // 100, 10)
         req.post_job(model, ih, op.address, ETHER // 100)  # warm the counters
         jid, _ = req.post_job(model, ih, op.address, ETHER // 100)
         op.commit(jid, output_hash(out))
         mine(w3, 3)
         g["drawAudit (sampled)"] = chal.draw_audit(jid)[1]["gasUsed"]
-        g["ProofOfInference submit (3 slices)"] = poi.submit_raw(submission_from_run(run, jid)).gas_used
-        g["proveWithReceipt"] = op.prove_with_receipt(jid)["gasUsed"]
+        res = poi.submit_raw(submission_from_run(run, jid))
+        g["ProofOfInference submit (3 slices)"] = res.gas_used
+        g["proveWithReceipt"] = op.prove_with_receipt(jid, bytes.fromhex(res.receipt_id[2:]))["gasUsed"]
     return g
 
 
@@ -144,16 +168,17 @@ def measure_prove_cpu(run, out: Path) -> tuple[float, float]:
 
 def cost_table(g: dict, prove_s: float, reexec_s: float, ref_prove_s: float) -> list[dict]:
     """Expected cost per inference. Sampling: every job pays post+commit+draw; a sampled share p pays the
-    receipt (or the validators); the rest pay settle. Baseline: every job proven and its receipt submitted."""
+    receipt (or the validators and their settle); the rest reveal their output and pay settle. The draw is the
+    requester's revealSeed for 0 < p < 1 (drawAudit costs about as much). Baseline: every job proven and its
+    receipt submitted."""
     base = g["postJob"] + g["commitOutput"]
+    unsampled = g["revealSeed (0 < p < 100%)"] + g["revealOutput"] + g["settle (pay)"]
     submit = g["ProofOfInference submit (3 slices)"]
     rows = []
     for p in P_VALUES:
-        receipt_gas = base + (1 - p) * (g["drawAudit (not sampled)"] + g["settle (pay)"]) + p * (
-            g["drawAudit (sampled)"] + submit + g["proveWithReceipt"]
-        )
-        validator_gas = base + (1 - p) * (g["drawAudit (not sampled)"] + g["settle (pay)"]) + p * (
-            g["drawAudit (sampled)"] + g["verdicts (quorum 2)"]
+        receipt_gas = base + (1 - p) * unsampled + p * (g["drawAudit (sampled)"] + submit + g["proveWithReceipt"])
+        validator_gas = base + (1 - p) * unsampled + p * (
+            g["drawAudit (sampled)"] + g["revealOutput"] + g["verdicts (quorum 2)"] + g["settle (quorum, at the proof deadline)"]
         )
         rows.append(dict(p=p, gas_receipt_path=receipt_gas, gas_validator_path=validator_gas,
                          prover_s=p * prove_s, prover_s_ref=p * ref_prove_s, validator_cpu_s=p * 2 * reexec_s))  # fmt: skip
@@ -192,6 +217,19 @@ def simulate_and_plot(out: Path, operators: int, jobs: int) -> tuple[list, Path]
     return results, plot_profit_vs_p(results, out)
 
 
+def grinding(p: float = 0.10) -> list[dict]:
+    """Issue 7: the audited share of a grinding cheater's jobs, old public seed vs the requester's secret."""
+    from dsperse.sampling.economics import Economics
+    from dsperse.sampling.simulation import grinding_table
+
+    rows = grinding_table(Economics(R=1.0, S=20.0, C=0.8), p, tries=(1, 4, 16))
+    print(f"\ngrinding cheater at p = {p:.0%} (200 operators x 200 jobs each, simulated draw):")
+    print(f"{'seed':>14} {'tries':>5} {'audited share':>13} {'expected':>9} {'profit/job':>10}")
+    for r in rows:
+        print(f"{r['scheme']:>14} {r['tries']:>5} {r['audited_share']:>13.4f} {r['expected']:>9.4f} {r['profit_per_job']:>10.3f}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/posp"))
@@ -227,9 +265,10 @@ def main() -> None:
         print(f"{p:>28} {r['gas_receipt_path']:>24,.0f} {r['gas_receipt_path'] / prove_all['gas_receipt_path']:>12.3f} "
               f"{r['gas_validator_path']:>17,.0f} {r['prover_s']:>20.2f} {r['prover_s_ref']:>22.2f} {r['validator_cpu_s']:>16.3f}")  # fmt: skip
     results, png = simulate_and_plot(a.out, a.operators, a.jobs)
+    grind_rows = grinding()
     record = {"machine": machine(), "gas": gas, "prove_seconds_per_slice": per_slice, "reexec_cpu_s": reexec_s,
               "reprove_slice0": {"wall_s": wall0, "cpu_s": cpu0},
-              "costs": rows, "plot": str(png),
+              "costs": rows, "plot": str(png), "grinding": grind_rows,
               "simulation": [{"p": r.config.p, "rows": r.rows(), "overhead": r.verification_overhead} for r in results]}  # fmt: skip
     (a.out / "posp_results.json").write_text(json.dumps(record, indent=2, default=str))
     print(f"\nplot: {png}\nresults: {a.out / 'posp_results.json'}")
