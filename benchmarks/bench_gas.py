@@ -25,7 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SECTION = "## Gas (issue 4)"
+SECTION = "## Gas (issue 11: commit, reveal, parts)"
+PART_BLOCK_GAS = 1_000_000
+"""Block gas limit the parts measurement lowers anvil to: one Gemm slice (~0.6 M) per part."""
 
 
 def build_model(path: Path) -> Path:
@@ -83,15 +85,19 @@ def measure(slices: list[int], workdir: Path, reusable: bool) -> dict:
             chain.register_model(run)
             gas = _gas_of_blocks(w3, b0 + 1, w3.eth.block_number)
             deploys, register = gas[:-1], gas[-1]
+            b1 = w3.eth.block_number
             res = chain.submit(run)
+            commit_gas, reveal_gas = _gas_of_blocks(w3, b1 + 1, w3.eth.block_number)
+            parts = _in_parts(chain, run, f"bench-parts-{n}")
             sub = submission_from_run(run)
             verify_alone = []
-            for c, addr, proof, inst in zip(run.circuits, chain.model(run.receipt.model_id)["verifiers"], sub.proofs, sub.instances):
+            for c, addr, proof, inst in zip(run.circuits, chain.model(chain.register_model(run))["verifiers"], sub.proofs, sub.instances):
                 v = chain.contract(addr, slice_verifier(c.vk, c.settings, c.srs).contract.abi)
                 verify_alone.append(int(v.functions.verifyProof(bytes.fromhex(proof[2:]), list(inst)).estimate_gas()))
             runtime = [slice_verifier(c.vk, c.settings, c.srs).contract.runtime_size for c in run.circuits]
             rows.append({
                 "slices": n, "verifier_deploy_gas": deploys, "register_gas": register, "receipt_gas": res.gas_used,
+                "commit_gas": commit_gas, "reveal_gas": reveal_gas, "parts_gas": parts,
                 "verify_alone_gas": verify_alone, "proof_bytes": [len(p) // 2 - 1 for p in sub.proofs],
                 "verifier_runtime_bytes": runtime,
             })  # fmt: skip
@@ -105,6 +111,21 @@ def measure(slices: list[int], workdir: Path, reusable: bool) -> dict:
         slope, intercept = np.polyfit(ns, gas, 1)
         result["fit"] = {"per_slice": slope, "fixed": intercept, "max_slices": int((block_limit - intercept) // slope)}
     return result
+
+
+def _in_parts(chain, run, job_id: str) -> list[int]:
+    """Gas of each transaction (commitment first) of the same receipt on blocks of PART_BLOCK_GAS."""
+    w3 = chain.w3
+    limit = chain._block_gas_limit()
+    w3.provider.make_request("anvil_setBlockGasLimit", [hex(PART_BLOCK_GAS)])
+    w3.provider.make_request("evm_mine", [])
+    try:
+        b = w3.eth.block_number
+        chain.submit(run, job_id=job_id, register=False)
+        return _gas_of_blocks(w3, b + 1, w3.eth.block_number)
+    finally:
+        w3.provider.make_request("anvil_setBlockGasLimit", [hex(limit)])
+        w3.provider.make_request("evm_mine", [])
 
 
 def measure_reusable(chain, run, workdir: Path) -> dict:
@@ -160,23 +181,26 @@ def machine() -> str:
 
 def table(result: dict) -> str:
     lines = [
-        "| slices | verifier deploys (gas) | registerModel | deploy per model | receipt (submit tx) | sum of standalone verifyProof | proof bytes | verifier runtime bytes |",
-        "|---:|---|---:|---:|---:|---:|---|---|",
+        "| slices | verifier deploys (gas) | registerModel | deploy per model | receipt: commit + reveal = total | "
+        f"same receipt on {PART_BLOCK_GAS // 10**6} M-gas blocks: transactions (total) | sum of standalone verifyProof | "
+        "proof bytes | verifier runtime bytes |",
+        "|---:|---|---:|---:|---|---|---:|---|---|",
     ]
     for r in result["rows"]:
         per_model = sum(r["verifier_deploy_gas"]) + r["register_gas"]
         lines.append(
             f"| {r['slices']} | {' + '.join(f'{g:,}' for g in r['verifier_deploy_gas'])} | {r['register_gas']:,} | "
-            f"{per_model:,} | {r['receipt_gas']:,} | {sum(r['verify_alone_gas']):,} | "
+            f"{per_model:,} | {r['commit_gas']:,} + {r['reveal_gas']:,} = {r['receipt_gas']:,} | "
+            f"{' + '.join(f'{g:,}' for g in r['parts_gas'])} ({sum(r['parts_gas']):,}) | {sum(r['verify_alone_gas']):,} | "
             f"{', '.join(map(str, r['proof_bytes']))} | {', '.join(map(str, r['verifier_runtime_bytes']))} |"
         )
     out = "\n".join(lines)
     out += f"\n\nRegistry (ProofOfInference) deploy, once per chain: {result['registry_deploy_gas']:,} gas."
     if fit := result.get("fit"):
         out += (f"\nLeast-squares fit: receipt gas = {fit['fixed']:,.0f} + {fit['per_slice']:,.0f} x slices; with the "
-                f"{result['block_gas_limit']:,} block gas limit one receipt transaction holds at most **{fit['max_slices']} slices** "
+                f"{result['block_gas_limit']:,} block gas limit one reveal transaction holds at most **{fit['max_slices']} slices** "
                 "like these (Gemm/ReLU slices at k=15; slices with more columns or lookups have bigger proofs and dearer "
-                "verifiers: measure them). Calldata caps it earlier on public networks: geth's txpool refuses "
+                "verifiers: measure them); a longer plan is sent in parts. Calldata caps a part earlier on public networks: geth's txpool refuses "
                 f"transactions over 128 KiB, i.e. about {128 * 1024 // (max(max(r['proof_bytes']) for r in result['rows']) + 160)} "
                 "slices of this proof size.")  # fmt: skip
     if ru := result.get("reusable"):

@@ -114,6 +114,22 @@ class TransactionRevertedError(ChainError):
         super().__init__(f"transaction reverted: {reason}")
 
 
+class OutOfGasError(ChainError):
+    """Raised when a transaction needs more gas than allowed (usually: more than a block holds)."""
+
+    def __init__(self, what: str, needed: int | None, limit: int | None, tx_hash: str | None = None):
+        self.needed, self.limit, self.tx_hash = needed, limit, tx_hash
+        if needed and limit:
+            amount = f"needs {needed:,} gas, over the limit of {limit:,}"
+        elif limit:
+            amount = f"needs more gas than the limit of {limit:,}"
+        else:
+            amount = "ran out of gas"
+        super().__init__(
+            f"out of gas while {what}: {amount}. Use fewer slices per receipt or a chain with a higher block gas limit."
+        )
+
+
 class ToolchainError(DsperseError):
     """Raised when anvil, cast or solc is missing; says how to install them."""
 

@@ -83,9 +83,10 @@ def cmd_register(a: argparse.Namespace) -> int:
 def cmd_receipt(a: argparse.Namespace) -> int:
     from ..errors import ChainError
 
-    rec = _client(a).receipt(a.job_id)
+    client = _client(a)
+    rec = client.receipt(a.job_id, prover=a.prover)
     if rec is None:
-        raise ChainError(f"no receipt stored for job {a.job_id!r} on this registry")
+        raise ChainError(f"no receipt stored for job {a.job_id!r} by {a.prover or client.address} on this registry")
     _print(a, dataclasses.asdict(rec), "\n".join(f"{k}: {v}" for k, v in dataclasses.asdict(rec).items()))
     return 0
 
@@ -95,10 +96,12 @@ def add_subcommands(subparsers) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     s = subparsers.add_parser(
         "submit", help="put a run's receipt on an EVM chain (one transaction)", formatter_class=fmt, epilog=CHAIN_EPILOG,
-        description="Send every slice proof of RUN_DIR to the ProofOfInference registry, which checks the slice count, "
-        "that slice i's output commitment equals slice i+1's input commitment, and every slice proof, then stores the "
-        "receipt (model id, input hash, output, prover, block). The model is registered first if needed. If the node "
-        "is down, the submission is kept in RUN_DIR/pending_submit.json; running this again lands it.",
+        description="Send every slice proof of RUN_DIR to the ProofOfInference registry: first a commitment to the "
+        "proofs (so nobody who copies them from the mempool becomes the prover of record), then the proofs, in one "
+        "transaction or in parts when they exceed a block. The registry checks the slice count, every link between "
+        "slices (all columns) and every slice proof, then stores the receipt (model id, input hash, output, prover, "
+        "block) under (prover, job id). The model is registered first if needed. If the node is down, the submission "
+        "is kept in RUN_DIR/pending_submit.json; running this again lands it (a half-sent receipt resumes).",
     )
     s.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory (holding run.json)")
     s.add_argument("--job-id", help="job id (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
@@ -112,7 +115,8 @@ def add_subcommands(subparsers) -> None:
     r = subparsers.add_parser(
         "register", help="deploy a model's slice verifiers and register it", formatter_class=fmt, epilog=CHAIN_EPILOG,
         description="Deploy (once per chain) the EZKL verifier of every slice of RUN_DIR's model and register the model "
-        "(id = sha256 over the slices' verifying keys) with its scales and public input/output counts.",
+        "with its scales, public input/output counts and link table. Its registry id is a content hash (of the label "
+        "= sha256 over the verifying keys, the verifier code, scales, counts and links), so nobody can squat it.",
     )
     r.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory (holding run.json) of any run of the model")
     _chain_flags(r)
@@ -124,5 +128,7 @@ def add_subcommands(subparsers) -> None:
         "prover and block.",
     )
     q.add_argument("job_id", metavar="JOB_ID", help="the job id given at submit time")
+    q.add_argument("--prover", metavar="ADDRESS", help="whose receipt of JOB_ID to read (default: the signing account); "
+                   "receipts are kept per prover and job, so one prover cannot block another's job id")
     _chain_flags(q)
     q.set_defaults(fn=cmd_receipt)

@@ -34,7 +34,7 @@ from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from .. import linking, storage
 from ..artifacts import Circuit, Edge, Run
-from ..errors import ChainError, ChainUnavailableError, LinkError, TransactionRevertedError
+from ..errors import ChainError, ChainUnavailableError, LinkError, OutOfGasError, TransactionRevertedError
 from .anvil import LocalChain
 from .deployments import Deployments, default_path
 from .toolchain import EIP170_LIMIT, CompiledContract, compile_solidity
@@ -51,22 +51,6 @@ GAS_MARGIN = 1.2
 MAX_CALLDATA = 120 * 1024
 """Largest calldata one submission part carries: geth's txpool refuses transactions over 128 KiB."""
 _HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-
-
-class OutOfGasError(ChainError):
-    """Raised when a transaction needs more gas than allowed (usually: more than a block holds)."""
-
-    def __init__(self, what: str, needed: int | None, limit: int | None, tx_hash: str | None = None):
-        self.needed, self.limit, self.tx_hash = needed, limit, tx_hash
-        if needed and limit:
-            amount = f"needs {needed:,} gas, over the limit of {limit:,}"
-        elif limit:
-            amount = f"needs more gas than the limit of {limit:,}"
-        else:
-            amount = "ran out of gas"
-        super().__init__(
-            f"out of gas while {what}: {amount}. Use fewer slices per receipt or a chain with a higher block gas limit."
-        )
 
 
 # -- values ------------------------------------------------------------------------
@@ -168,6 +152,7 @@ class SubmitResult:
     """None when the receipt was already on chain from an earlier attempt."""
     block: int
     gas_used: int | None
+    """Gas of every transaction this submission sent: the commitment and each part."""
     registry: str
     chain_id: int
     receipt_id: str
@@ -326,6 +311,11 @@ def _revert_reason(exc: BaseException) -> str:
 
 
 _GAS_WORDS = ("out of gas", "gas required exceeds", "exceeds block gas limit", "intrinsic gas too low", "gas limit reached")
+
+
+def _calldata_bytes(proofs: Sequence[bytes], instances: Sequence[Sequence[int]]) -> int:
+    """About what a part's calldata weighs: the proofs, the instance words, a few ABI words per slice."""
+    return sum(len(p) + 32 * (len(i) + 4) for p, i in zip(proofs, instances))
 
 
 def _pending_job(workdir: Path) -> str | None:
@@ -618,25 +608,29 @@ class ReceiptChain:
         commitment = commitment_of(sub, self.address)
         with self._rpc("reading the commitment"):
             committed = reg.functions.commitments(self.address, commitment).call()
+        gas = 0
         if not committed:
-            self.transact(reg.functions.commit(commitment), f"committing to the proofs of job {sub.job_id[:12]}")
+            gas += int(self.transact(reg.functions.commit(commitment), f"committing to the proofs of job {sub.job_id[:12]}")["gasUsed"])
         first = 0
         if landed_ok:
             with self._rpc("reading the receipt's progress"):
                 first = int(reg.functions.pendingNext(self.address, jid).call())
-        rc, parts = self._send_parts(reg, sub, first)
+        sent = self._send_parts(reg, sub, first)
+        rc = sent[-1]
         return SubmitResult(sub.job_id, "0x" + bytes(rc["transactionHash"]).hex(), int(rc["blockNumber"]),
-                            int(rc["gasUsed"]), reg.address, self.chain_id, _hex32(rid), parts)  # fmt: skip
+                            gas + sum(int(r["gasUsed"]) for r in sent), reg.address, self.chain_id, _hex32(rid),
+                            len(sent))  # fmt: skip
 
-    def _send_parts(self, reg, sub: Submission, first: int) -> tuple[Any, int]:
-        """Send slices [first, n) in as few transactions as fit; returns the last receipt and the part count."""
+    def _send_parts(self, reg, sub: Submission, first: int) -> list[Any]:
+        """Send slices [first, n) in as few transactions as fit (halving a part that exceeds a block); returns
+        the mined transaction receipts."""
         jid, key = job_id_bytes(sub.job_id), job_id_bytes(sub.model_id)
         proofs = [bytes.fromhex(p[2:]) for p in sub.proofs]
         insts = [list(col) for col in sub.instances]
-        n, parts, rc = len(proofs), 0, None
+        n, sent = len(proofs), []
         while first < n:
             size = n - first
-            while sum(len(p) + 32 * (len(i) + 4) for p, i in zip(proofs[first:first + size], insts[first:first + size])) > MAX_CALLDATA and size > 1:
+            while size > 1 and _calldata_bytes(proofs[first : first + size], insts[first : first + size]) > MAX_CALLDATA:
                 size //= 2
             while True:
                 end = first + size
@@ -646,15 +640,15 @@ class ReceiptChain:
                     fn = reg.functions.submitPart(jid, key, first, proofs[first:end], insts[first:end])
                 what = f"submitting job {sub.job_id[:12]}" + ("" if end - first == n else f" (slices {first}..{end - 1} of {n})")
                 try:
-                    rc = self.transact(fn, what)
+                    sent.append(self.transact(fn, what))
                     break
                 except OutOfGasError:
                     if size == 1:
                         raise
                     size = (size + 1) // 2
                     log.info("job %s: slices %d..%d exceed a block; sending fewer per transaction", sub.job_id[:12], first, end - 1)
-            first, parts = end, parts + 1
-        return rc, parts
+            first = end
+        return sent
 
     def _keep_pending(self, workdir: Path, sub: Submission) -> Path:
         chain_id = self._chain_id  # never ask the (down) node
