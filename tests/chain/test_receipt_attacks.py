@@ -131,7 +131,7 @@ def test_multi_tx_receipt_lands_in_parts_under_a_low_block_gas_limit(toolchain, 
             c.transact(c.registry().functions.submit(*_calldata(c, sub)[1]))
 
         res = c.submit_raw(sub)
-        assert res.parts == 3 and res.gas_used < 1_000_000
+        assert res.parts == 3
         got, ref = c.receipt("multi-tx"), c.receipt("multi-ref")
         assert (got.registry_model_id, got.input_hash, got.output_ints) == (key, ref.input_hash, ref.output_ints)
 
