@@ -8,7 +8,7 @@
     chain = dsperse.chain.connect("https://rpc.example", private_key="0x...")
 
 The toolchain (anvil, cast, solc-js 0.8.20) comes from npm: run
-``scripts/install_toolchain.sh``. See docs/chain.md.
+``dsperse toolchain install``. See docs/chain.md.
 """
 from __future__ import annotations
 

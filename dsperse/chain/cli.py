@@ -11,7 +11,8 @@ CHAIN_EPILOG = """\
 The registry (ProofOfInference) and the per-slice verifiers are deployed on first use and their
 addresses recorded per chain id in the deployments file ($DSPERSE_DEPLOYMENTS, default
 ~/.cache/dsperse/evm/deployments.json), so later commands find them. A local chain for trying it out:
-  node_modules/.bin/anvil --host 127.0.0.1 --port 8545      # after scripts/install_toolchain.sh
+  dsperse toolchain install      # once; `dsperse toolchain status` prints where anvil is
+  <that anvil> --host 127.0.0.1 --port 8545
 The signing key comes from --private-key or $DSPERSE_PRIVATE_KEY; without one, the node's first
 unlocked account signs (anvil has ten).
 """
