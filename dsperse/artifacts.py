@@ -241,14 +241,19 @@ class Receipt:
     model_id: str
     """sha256 over the ordered verifying keys of the slices."""
     input_hash: str
-    """sha256 over the quantized input field elements (slice 0's public instances)."""
+    """sha256 over ``input_felts``."""
     input_felts: tuple[str, ...]
+    """What slice 0's proof states about the model input: its quantized field elements (public input) or their
+    Poseidon hash (hashed input, see ``input_visibility``)."""
     output: tuple[float, ...]
     output_felts: tuple[str, ...]
     output_scale: int
     slice_count: int
     proof_hashes: tuple[str, ...]
     job_id: str | None = None
+    input_visibility: str = "public"
+    """public: ``input_felts`` are the input; hashed: they are its Poseidon hash (one public instance instead of
+    one per element: cheaper on chain for large inputs, see docs/chain.md)."""
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 from filelock import FileLock
 
 from . import _ezkl, layout, srs as srs_mod, srs_shrink, storage
-from .sizing import MIN_LOGROWS
+from .sizing import MIN_LOGROWS, row_budget
 from .artifacts import Circuit, SlicePlan, circuit_from_json
 from .errors import CircuitError, MissingArtifactError
 from .slicing import reference_tensors
@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 class CircuitConfig:
     """How slices become circuits. Boundaries are always committed the same way on both sides."""
 
-    input_visibility: Literal["public", "polycommit", "hashed", "private"] = "public"
-    """Visibility of the model's input (slice 0's input)."""
+    input_visibility: Literal["public", "hashed", "auto", "polycommit", "private"] = "public"
+    """Visibility of the model's input (slice 0's input). ``hashed``: the proof states its Poseidon hash, one
+    public instance, instead of every element (a receipt's gas then no longer grows with the input; ~41 rows
+    per element in their own columns). ``auto``: hashed when the input has at least
+    :data:`AUTO_HASH_MIN_INPUTS` elements and its hash fits the circuit size, else public."""
     output_visibility: Literal["public", "polycommit", "hashed", "private"] = "public"
     """Visibility of the model's output (the last slice's output)."""
     boundary_visibility: Literal["polycommit", "hashed"] = "polycommit"
@@ -67,6 +70,23 @@ class CircuitConfig:
 
 
 COMPILED_FILE = "circuits.json"
+POSEIDON_ROWS_PER_INPUT = 41
+"""Rows EZKL 22.3 spends hashing one input element (measured: 16 -> 658, 256 -> 10,498, 3,072 -> 125,954 rows);
+they sit in their own columns, so a slice needs max(its own rows, the hash's rows)."""
+AUTO_HASH_MIN_INPUTS = 64
+"""Below this many input elements ``auto`` keeps the input public: each public instance costs ~1.2 k gas
+(benchmarks/RESULTS.md, "Model input"), so a smaller input saves less than ~80 k gas per receipt by hashing."""
+
+
+def resolve_input_visibility(visibility: str, n_inputs: int, logrows: int) -> str:
+    """``auto`` -> hashed or public for an input of ``n_inputs`` elements in circuits of 2^logrows rows."""
+    if visibility != "auto":
+        return visibility
+    fits = POSEIDON_ROWS_PER_INPUT * n_inputs <= row_budget(logrows)
+    choice = "hashed" if n_inputs >= AUTO_HASH_MIN_INPUTS and fits else "public"
+    log.info("model input of %d elements: %s (hashing needs ~%d rows, circuits have %d)", n_inputs, choice,
+             POSEIDON_ROWS_PER_INPUT * n_inputs, row_budget(logrows))  # fmt: skip
+    return choice
 
 
 def compile_plan(
@@ -118,6 +138,8 @@ def compile_plan(
                 MIN_LOGROWS,
                 *(_calibrate(s.path, data_paths[i], tmp / f"k_{i}.json", config, scale)["run_args"]["logrows"] for i, s in enumerate(plan.slices)),
             )
+        vis = resolve_input_visibility(config.input_visibility, int(np.prod(plan.input_shape)), plan.max_logrows or logrows)
+        config = dataclasses.replace(config, input_visibility=vis)
         while True:
             settings, scale_of, made = [], {plan.input_name: scale}, {}
             for i, s in enumerate(plan.slices):

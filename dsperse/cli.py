@@ -62,7 +62,7 @@ def cmd_slice(a: argparse.Namespace) -> int:
 def _config(a: argparse.Namespace):
     from .circuits import CircuitConfig
 
-    return CircuitConfig(scale=a.scale, logrows=a.logrows)
+    return CircuitConfig(scale=a.scale, logrows=a.logrows, input_visibility=a.input_visibility)
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--cache", type=Path, help="key/SRS cache directory (default: $DSPERSE_CACHE or ~/.cache/dsperse)")
         q.add_argument("--scale", type=int, help="fixed-point scale in bits (default: calibrated)")
         q.add_argument("--logrows", type=int, help="circuit size 2^k for every slice (default: smallest that fits)")
+        q.add_argument("--input-visibility", choices=["public", "hashed", "auto"], default="public",
+                       help="how the proof states the model input: every element as a public instance (public, the "
+                       "default), or one Poseidon hash of it (hashed: a receipt's gas no longer grows with the input, "
+                       "~41 rows per element); auto hashes inputs of 64+ elements when the hash fits the circuit size")
 
     c = sub.add_parser("compile", help="build circuits and keys for every slice (cached)",
                        description="gen_settings, calibrate, compile and setup for each slice of PLAN. Keys are cached "

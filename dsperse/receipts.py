@@ -1,6 +1,7 @@
 """Build the receipt of a run from its proofs: which model, which input, which output."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import ezkl
@@ -19,11 +20,36 @@ def input_hash(felts: Sequence[str]) -> str:
     return storage.sha256_bytes(*(bytes.fromhex(f) for f in felts))
 
 
+def input_instance_count(circuit: Circuit, n_in: int) -> int:
+    """How many public instances slice 0 states about an input of ``n_in`` elements: the elements themselves
+    (public), or EZKL's Poseidon hash of them (hashed: one felt per hashed tensor, first in the instances)."""
+    if circuit.input_visibility == "public":
+        return n_in
+    if circuit.input_visibility == "hashed":
+        poseidon = storage.read_json(Path(circuit.settings)).get("module_sizes", {}).get("poseidon", [0, [1]])
+        return int(sum(poseidon[1])) or 1
+    return 0
+
+
+def input_instances(values: np.ndarray, scale: int, visibility: str = "public") -> list[str]:
+    """What slice 0's proof publishes for the model input ``values``: the quantized field elements, or their
+    Poseidon hash (``hashed``). A requester computes this offline to post or check a job's input commitment."""
+    from .proving import quantize_input
+
+    felts = quantize_input(np.asarray(values), scale)
+    if visibility == "hashed":
+        return list(ezkl.poseidon_hash(felts))
+    if visibility != "public":
+        raise ValueError(f"a {visibility} model input is not stated by the proof; use public or hashed")
+    return felts
+
+
 def public_io(proofs: Sequence[dict], circuits: Sequence[Circuit], n_in: int, n_out: int) -> tuple[list[str], list[str]]:
-    """Input felts (slice 0's public instances) and output felts (the last slice's), as the proofs state them."""
+    """Input felts (slice 0's public instances: the input, or its hash) and output felts (the last slice's), as
+    the proofs state them."""
     first = proofs[0]["instances"][0]
     last = proofs[-1]["instances"][0]
-    inputs = list(first[:n_in]) if circuits[0].input_visibility == "public" else []
+    inputs = list(first[: input_instance_count(circuits[0], n_in)])
     outputs = list(last[len(last) - n_out :]) if circuits[-1].output_visibility == "public" else []
     return inputs, outputs
 
@@ -51,4 +77,5 @@ def make_receipt(
         slice_count=len(circuits),
         proof_hashes=tuple(r.sha256 for r in records),
         job_id=job_id,
+        input_visibility=circuits[0].input_visibility,
     )

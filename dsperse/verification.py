@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import ezkl
 import numpy as np
@@ -14,7 +14,7 @@ from .artifacts import Run
 from .errors import VerificationError
 from .linking import check_links
 from .proving import quantize_input, read_proof
-from .receipts import input_hash, model_id, public_io
+from .receipts import input_hash, input_instances, model_id, public_io
 
 if TYPE_CHECKING:  # pragma: no cover
     from .chain.client import ReceiptChain
@@ -115,14 +115,16 @@ def verify(
 
     if job_id is not None and receipt.job_id != job_id:
         raise VerificationError(f"this run was proven for job {receipt.job_id!r}, not {job_id!r} (replayed proof?)")
+    hashed = circuits[0].input_visibility == "hashed"
     if expected_input is not None:
-        want = quantize_input(np.asarray(expected_input), circuits[0].input_scale)
+        want = input_instances(np.asarray(expected_input), circuits[0].input_scale, "hashed" if hashed else "public")
         if tuple(want) != tuple(in_felts):
             raise VerificationError("the proof is for a different input than the one expected for this job")
     if reference:
         from .slicing import reference_model_output
 
-        x = np.array([ezkl.felt_to_float(f, circuits[0].input_scale) for f in in_felts], np.float32)
+        x_felts = _hashed_input_felts(run, in_felts, expected_input) if hashed else in_felts
+        x = np.array([ezkl.felt_to_float(f, circuits[0].input_scale) for f in x_felts], np.float32)
         want = reference_model_output(run.plan.model_path, x.reshape(run.plan.input_shape), run.plan.input_shape)
         err = tolerance.check(np.array(receipt.output), want.flatten())
         log.info("output matches onnxruntime within %.3g", err)
@@ -148,6 +150,18 @@ def _trusted_srs(path: Path | str):
         return srs_shrink.for_circuits(big, k).path
 
     return for_k
+
+
+def _hashed_input_felts(run: Run, hash_felts: Sequence[str], expected_input) -> list[str]:
+    """The input behind a hashed input, for the reference check: the expected input if given, else slice 0's
+    witness, accepted only if its Poseidon hash is the one the proof states."""
+    if expected_input is not None:
+        return quantize_input(np.asarray(expected_input), run.circuits[0].input_scale)
+    w = storage.read_json(Path(run.witnesses[0].path))
+    felts = [f for t in w.get("inputs", []) for f in t]
+    if list(ezkl.poseidon_hash(felts)) != list(hash_felts):
+        raise VerificationError("slice 0's witness input does not hash to the input hash its proof states")
+    return felts
 
 
 def _check_registered(run: Run, chain) -> None:
