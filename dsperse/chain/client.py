@@ -236,7 +236,7 @@ def model_spec(circuits_or_run: Run | Sequence[Circuit] | Path | str) -> ModelSp
 
     The links come from the run's plan (every edge, a graph or a chain); given only circuits, they form a chain.
     """
-    from ..receipts import model_id as compute_model_id
+    from ..receipts import input_instance_count, model_id as compute_model_id
 
     src = circuits_or_run
     if isinstance(src, (str, Path)):
@@ -260,7 +260,7 @@ def model_spec(circuits_or_run: Run | Sequence[Circuit] | Path | str) -> ModelSp
         for ln in table
     )
     first_shapes, last_shapes = _instance_shapes(circuits[0]), _instance_shapes(last)
-    num_in = _prod(first_shapes[0]) if circuits[0].input_visibility == "public" and first_shapes else 0
+    num_in = input_instance_count(circuits[0], _prod(first_shapes[0]) if first_shapes else 0)
     num_out = _prod(last_shapes[-1]) if last_shapes else 0
     if num_out == 0:
         raise ChainError(f"{last.settings}: no public output shape in model_instance_shapes")
