@@ -140,6 +140,20 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(workdir=a.workdir, slices=a.max_slices, chain=not a.no_chain, cache=a.cache)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"dsperse {__version__} (ezkl {of('ezkl')}, ray {of('ray')}, web3 {of('web3')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dsperse",
@@ -149,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logs (-vv for EZKL's own)")
+    p.add_argument("--version", action="version", version=_version(), help="print the versions and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("slice", help="cut an ONNX model into slices (a chain, or a graph within a circuit size)",
@@ -251,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("files", nargs="+", type=Path)
     cv.set_defaults(fn=lambda a: __import__("dsperse.clusters", fromlist=["main"]).main([str(f) for f in a.files]))
 
-    for module in ("dsperse.chain.cli", "dsperse.sampling.cli"):
-        _add_optional(sub, module)
+    for module, names in OPTIONAL_COMMANDS.items():
+        _add_optional(sub, module, names)
     return p
 
 
@@ -307,16 +322,33 @@ def add_toolchain_parser(sub) -> None:
     ts.set_defaults(fn=cmd_toolchain_status)
 
 
-def _add_optional(sub, module: str) -> None:
-    """Areas with extra dependencies register their own subcommands when importable."""
+OPTIONAL_COMMANDS = {"dsperse.chain.cli": ("submit", "register", "receipt"), "dsperse.sampling.cli": ("market",)}
+"""Areas with extra dependencies (web3, the market) and the subcommands they add."""
+
+
+def _add_optional(sub, module: str, names: tuple[str, ...]) -> None:
+    """Let an area register its subcommands; if it cannot be imported, its commands still exist and say why."""
     import importlib
 
     try:
         mod = importlib.import_module(module)
-    except ImportError:
+    except ImportError as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        for name in names:
+            q = sub.add_parser(name, help=f"(unavailable: {module} failed to import)", add_help=False,
+                               description=f"unavailable: {module} failed to import ({reason})")  # fmt: skip
+            q.add_argument("rest", nargs=argparse.REMAINDER)
+            q.set_defaults(fn=_unavailable(name, module, reason))
         return
-    if hasattr(mod, "add_subcommands"):
-        mod.add_subcommands(sub)
+    mod.add_subcommands(sub)
+
+
+def _unavailable(name: str, module: str, reason: str):
+    def fail(a: argparse.Namespace) -> int:
+        raise DsperseError(f"`dsperse {name}` is unavailable: {module} failed to import ({reason}); "
+                           "reinstall dsperse-ray with its dependencies (pip install dsperse-ray)")  # fmt: skip
+
+    return fail
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from dsperse.errors import DsperseError
+from dsperse.errors import ClusterConfigError
 
 GiB = 1 << 30
 
@@ -35,14 +35,6 @@ _SUFFIX = {
     None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
     "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60,
 }
-
-
-class ClusterConfigError(DsperseError):
-    """Raised when a cluster YAML would be rejected by `ray up` or by KubeRay."""
-
-    def __init__(self, path, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"{path}: {reason}")
 
 
 # -- Ray cluster launcher ------------------------------------------------------

@@ -140,3 +140,33 @@ class SamplingError(DsperseError, ValueError):
 
     Also a ValueError, which is what these checks raised before they had a family of their own.
     """
+
+
+# -- Ray clusters ----------------------------------------------------------------
+class ClusterError(DsperseError, ValueError):
+    """Raised when the Ray cluster cannot run the provers as asked, or a cluster file is invalid."""
+
+
+class NoGPUError(ClusterError):
+    """Raised when GPU provers are asked for on a cluster that has no GPU."""
+
+    def __init__(self, resources):
+        self.resources = dict(resources)
+        super().__init__(
+            f"device='gpu' but the Ray cluster has no GPU (CPU={resources.get('CPU', 0):g}, GPU=0). "
+            "Use device='cpu' or 'auto' (--device cpu|auto), or add GPU nodes (min_workers >= 1 for a GPU group)."
+        )
+
+
+class ProverPlacementError(ClusterError):
+    """Raised when prover actors could not be started within the timeout (resources never free)."""
+
+
+class ClusterConfigError(ClusterError):
+    """Raised when a cluster YAML would be rejected by `ray up` or by KubeRay."""
+
+    def __init__(self, path, reason: str):
+        from pathlib import Path
+
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")

@@ -13,30 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Mapping
 
-from ..errors import DsperseError
+from ..errors import ClusterError, NoGPUError, ProverPlacementError  # noqa: F401 - re-exported (dsperse.distributed)
 
 log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "gpu"]
-
-
-class ClusterError(DsperseError):
-    """Raised when the Ray cluster cannot run the provers as asked."""
-
-
-class NoGPUError(ClusterError):
-    """Raised when GPU provers are asked for on a cluster that has no GPU."""
-
-    def __init__(self, resources: Mapping[str, float]):
-        self.resources = dict(resources)
-        super().__init__(
-            f"device='gpu' but the Ray cluster has no GPU (CPU={resources.get('CPU', 0):g}, GPU=0). "
-            "Use device='cpu' or 'auto' (--device cpu|auto), or add GPU nodes (min_workers >= 1 for a GPU group)."
-        )
-
-
-class ProverPlacementError(ClusterError):
-    """Raised when prover actors could not be started within the timeout (resources never free)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from ..artifacts import Circuit, SliceProof
 from ..errors import DsperseError, ProofError
 from ..proving import ProveTask
 from .actors import RemoteSliceProver
-from .cluster import ActorResources, Device, ProverPlacementError, plan_resources, single_node
+from ..errors import ProverPlacementError
+from .cluster import ActorResources, Device, plan_resources, single_node
 
 log = logging.getLogger(__name__)
 

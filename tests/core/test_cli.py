@@ -50,3 +50,28 @@ def test_cli_flow_end_to_end(zoo_model, mlp_circuits, cache_dir, tmp_path):
     assert r.returncode == 2 and "not 'other-job'" in r.stderr
     r = _run("compile", str(plan_dir), "--cache", str(cache_dir))
     assert r.returncode == 0 and r.stdout.count("keys cached") == 3, r.stdout + r.stderr
+
+
+def test_version_names_dsperse_and_its_provers(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dsperse 0.1.0") and "ezkl 22.3.0" in out
+
+
+def test_a_subcommand_whose_area_fails_to_import_says_so(monkeypatch, capsys):
+    """Before: a failed import made `dsperse market` vanish ("invalid choice"); now it names the module and why."""
+    import importlib
+
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "dsperse.sampling.cli":
+            raise ImportError("No module named 'web3'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    assert main(["market", "economics", "--p", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "`dsperse market` is unavailable" in err and "dsperse.sampling.cli" in err and "web3" in err
