@@ -80,7 +80,7 @@ def cmd_prove(a: argparse.Namespace) -> int:
 
     memory = a.aggregator_memory * 1e9 if a.aggregator_memory else None
     result = prove(a.plan, a.input, a.workdir, srs=a.srs, cache=a.cache, config=_config(a), job_id=a.job_id, cluster=a.cluster,
-                   aggregate=a.aggregate, aggregator_memory_bytes=memory)  # fmt: skip
+                   aggregate=a.aggregate, aggregator_memory_bytes=memory, device=a.device)  # fmt: skip
     for run in result if isinstance(result, list) else [result]:
         out = {"workdir": str(run.workdir), "output": run.output, "model_id": run.receipt.model_id,
                "input_hash": run.receipt.input_hash, "job_id": run.receipt.job_id}  # fmt: skip
@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("-w", "--workdir", type=Path, help="run directory (default: next to the plan)")
     pr.add_argument("--job-id", help="bind the receipt to this job id")
     pr.add_argument("--cluster", help="prove on Ray: 'auto' (running cluster or a new local one) or an address")
+    pr.add_argument("--device", choices=["auto", "cpu", "gpu"], help="with --cluster: the prover actors' device "
+                    "(default: $DSPERSE_DEVICE, else auto = GPU actors where the cluster has GPUs; gpu on a cluster "
+                    "without one fails at once)")
     pr.add_argument("--aggregate", action="store_true", help="fold the slice proofs into ONE proof (k>=21, ~20 GB per "
                     "step; plans first and refuses if no node fits: see `dsperse aggregate-plan`)")
     pr.add_argument("--aggregator-memory", type=float, metavar="GB",

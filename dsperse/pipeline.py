@@ -112,6 +112,7 @@ def prove(
     on_slice_proven: Callable[[SliceProof], None] | None = None,
     aggregate: bool = False,
     aggregator_memory_bytes: float | None = None,
+    device: str | None = None,
 ) -> Run | list[Run]:
     """Prove ``inputs`` through every slice of ``plan``; returns a Run (or one per input for a batch).
 
@@ -121,7 +122,11 @@ def prove(
     ``aggregate=True`` first plans the aggregation (memory, time, tree; AggregationError before any work
     when no node can hold it), proves the slices for aggregation with the aggregator's SRS, then folds
     them into one proof, recorded in ``run.aggregate``. See docs/aggregation.md.
+    ``device`` ("auto", "cpu", "gpu") picks the Ray actors' device (default: $DSPERSE_DEVICE, else auto: GPU
+    actors where the cluster has GPUs); it needs ``cluster``.
     """
+    if device is not None and cluster is None:
+        raise DsperseError(f"device={device!r} chooses the Ray prover actors' device; pass cluster= too")
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
     xs = load_inputs(inputs)
@@ -142,8 +147,11 @@ def prove(
         if cluster is not None:
             from .distributed import prove_on_ray
 
+            from .distributed import RayOptions
+
             result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster,
-                                  config=config, progress=progress, on_slice_proven=on_slice_proven)
+                                  config=config, progress=progress, on_slice_proven=on_slice_proven,
+                                  options=RayOptions.from_env(device=device))  # fmt: skip
             runs = result if isinstance(result, list) else [result]
         else:
             backend = backend or LocalBackend()

@@ -75,3 +75,10 @@ def test_a_subcommand_whose_area_fails_to_import_says_so(monkeypatch, capsys):
     assert main(["market", "economics", "--p", "0.1"]) == 2
     err = capsys.readouterr().err
     assert "`dsperse market` is unavailable" in err and "dsperse.sampling.cli" in err and "web3" in err
+
+
+def test_prove_device_needs_a_cluster(mlp_plan, tmp_path, capsys):
+    x = tmp_path / "x.json"
+    x.write_text(json.dumps({"input_data": [[0.1, 0.2, 0.3, 0.4]]}))
+    assert main(["prove", str(mlp_plan.root), "--input", str(x), "--device", "gpu"]) == 2
+    assert "pass cluster= too" in capsys.readouterr().err

@@ -101,7 +101,7 @@ def test_shipped_artifacts_prove_from_the_node_cache(ray_cpu, mlp_circuits, mlp_
     assert ezkl.verify(str(out), str(c.settings), str(c.vk), str(c.srs))
 
 
-def test_gpu_less_cluster_proves_on_cpu_and_refuses_gpu_fast(ray_cpu, mlp_circuits):
+def test_gpu_less_cluster_proves_on_cpu_and_refuses_gpu_fast(ray_cpu, mlp_plan, mlp_circuits, mlp_input, tmp_path):
     with ProverPool(mlp_circuits[:1]) as pool:  # device="auto"
         assert pool.request.device == "cpu" and pool.request.num_gpus == 0
         info = pool.infos[0]
@@ -112,6 +112,9 @@ def test_gpu_less_cluster_proves_on_cpu_and_refuses_gpu_fast(ray_cpu, mlp_circui
     # ProverPlacementError after ready_timeout_s instead.
     with pytest.raises(NoGPUError, match="no GPU"):
         ProverPool(mlp_circuits, RayOptions(device="gpu", ready_timeout_s=5))
+    # the SDK's and the CLI's way to ask for it (before: only $DSPERSE_DEVICE)
+    with pytest.raises(NoGPUError, match="no GPU"):
+        dsperse.prove(mlp_plan, mlp_input, tmp_path, circuits=mlp_circuits, cluster="auto", device="gpu", progress=False)
 
 
 def test_graph_plan_on_ray_matches_core_and_verifies(ray_cpu, graph_plan, graph_run, cache_dir, tmp_path):
