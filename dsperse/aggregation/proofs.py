@@ -146,4 +146,6 @@ def structure_digest(datas: Sequence[dict[str, Any]], *, split_proofs: bool) -> 
 
 def instances(data: dict[str, Any]) -> list[int]:
     """Flattened public instances as integers (EZKL writes little-endian hex field elements)."""
-    return [int.from_bytes(bytes.fromhex(f.removeprefix("0x")), "little") for col in data["instances"] for f in col]
+    from ..chain.encoding import felts_to_uints
+
+    return felts_to_uints(f for col in data["instances"] for f in col)

@@ -1,11 +1,17 @@
-"""Bind an aggregated proof to the job's input and output on chain (AggregatedReceipt.sol).
+"""Bind an aggregated proof to the job's input and output on chain (ProofOfInference's aggregated receipts,
+dsperse/chain/contracts/AggregatedReceipt.sol).
 
 For a run made with ``dsperse.prove(..., aggregate=True)``::
 
     chain = dsperse.chain.local()                      # or ReceiptChain(rpc_url, private_key)
-    verifier, receipts = deploy_for_run(chain, run)    # once per model
-    submit_run(chain, receipts, run, job_id="job-1")   # one transaction; reverts unless proof, x and y agree
-    read(chain, receipts, "job-1")["outputs"]
+    chain.submit(run, job_id="job-1")                  # all of the below, as for a linked receipt
+
+    verifier, model = deploy_for_run(chain, run)       # once per model: the verifier, registered with its layout
+    submit_run(chain, model, run, job_id="job-1")      # commit, then reveal; reverts unless proof, x and y agree
+    read(chain, model, "job-1")["outputs"]
+
+Aggregated models live in the same registry as linked ones and their receipts in the same store (receipt ids
+per prover and job, commit-reveal), so the PoSP market reads both kinds from one address.
 
 The aggregate's public instances are ``[16 accumulator limbs | inner instances...]`` (recursively for a
 tree). :class:`ReceiptLayout` says where the model input and output are in that vector and which
@@ -16,17 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-from eth_utils import keccak
+from typing import Any, Sequence
 
 from .. import storage
 from ..artifacts import Run
-from ..errors import AggregationError
+from ..chain.encoding import ZERO32, bytes32_id, felts_to_uints, hex32, uints_hash
+from ..errors import AggregationError, ChainError
 from . import proofs as P
 from .planning import ACCUMULATOR_LIMBS
-
-SOURCE = Path(__file__).with_name("AggregatedReceipt.sol")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class ReceiptLayout:
 
     def flat_links(self) -> list[int]:
         return [i for pair in self.links for i in pair]
+
+    def as_abi(self) -> tuple:
+        """AggregatedReceipt.Layout as a tuple for web3."""
+        return (self.num_instances, self.input_start, self.num_inputs, self.output_start, self.num_outputs,
+                self.flat_links())  # fmt: skip
 
 
 def leaf_offsets(leaf_sizes: Sequence[int], levels: Sequence[Sequence[Sequence[int]]]) -> tuple[list[int], int]:
@@ -144,28 +152,13 @@ def slice_io(proof_data: dict[str, Any], settings: dict[str, Any]) -> SliceIO:
     return SliceIO(sum(len(c) for c in proof_data["instances"]), vin, vout, n_in, n_out)
 
 
-def _uints_hash(values: Iterable[int]) -> bytes:
-    """keccak256(abi.encodePacked(uint256[])): how the contract hashes the input."""
-    return keccak(b"".join(int(v).to_bytes(32, "big") for v in values))
-
-
 def input_hash(instances: Sequence[int], lay: ReceiptLayout) -> bytes:
     """keccak256 of the input field elements, as the contract computes it (abi.encodePacked uint256[])."""
-    return _uints_hash(instances[lay.input_start : lay.input_start + lay.num_inputs])
+    return uints_hash(instances[lay.input_start : lay.input_start + lay.num_inputs])
 
 
-def contract():
-    """Compiled AggregatedReceipt (solc-js 0.8.20 through dsperse.chain)."""
-    from ..chain.toolchain import compile_solidity
-
-    return compile_solidity({"AggregatedReceipt.sol": SOURCE})["AggregatedReceipt"]
-
-
-def deploy(chain: Any, verifier_sol: Path, lay: ReceiptLayout, model_id: bytes) -> tuple[str, str]:
-    """Deploy the aggregated verifier and a receipt contract bound to it; returns (verifier, receipt) addresses.
-
-    ``chain`` is a :class:`dsperse.chain.ReceiptChain`.
-    """
+def deploy_verifier(chain: Any, verifier_sol: Path) -> str:
+    """Compile and deploy an aggregated verifier; returns its address. ``chain`` is a ReceiptChain."""
     from ..chain.toolchain import EIP170_LIMIT, compile_solidity
 
     compiled = compile_solidity({"AggregateVerifier.sol": Path(verifier_sol)})
@@ -174,28 +167,36 @@ def deploy(chain: Any, verifier_sol: Path, lay: ReceiptLayout, model_id: bytes) 
     ver = next(iter(compiled.values()))
     if ver.runtime_size > EIP170_LIMIT:
         raise AggregationError(f"aggregated verifier is {ver.runtime_size} bytes, over EIP-170's {EIP170_LIMIT}")
-    v_addr = chain.deploy(ver, what="deploying the aggregated verifier")
-    r_addr = chain.deploy(
-        contract(), v_addr, model_id, lay.num_instances, lay.input_start, lay.num_inputs, lay.output_start,
-        lay.num_outputs, lay.flat_links(), what="deploying AggregatedReceipt",
-    )  # fmt: skip
-    return v_addr, r_addr
+    return chain.deploy(ver, what="deploying the aggregated verifier")
 
 
-def submit(chain: Any, receipt_addr: str, job_id: bytes, proof: bytes, instances: Sequence[int],
-           expected_input_hash: bytes = b"\0" * 32) -> Any:  # fmt: skip
-    """One transaction: check links and the aggregate, store the receipt. Returns the mined tx receipt."""
-    c = chain.contract(receipt_addr, contract().abi)
-    fn = c.functions.submit(job_id, expected_input_hash, proof, [int(v) for v in instances])
-    return chain.transact(fn, "submitting an aggregated receipt")
+def deploy(chain: Any, verifier_sol: Path, lay: ReceiptLayout, label: bytes, *, input_scale: int = 0,
+           output_scale: int = 0) -> tuple[str, str]:  # fmt: skip
+    """Deploy the aggregated verifier and register the model with it and ``lay`` in the chain's registry;
+    returns (verifier address, 0x registry model id)."""
+    v_addr = deploy_verifier(chain, verifier_sol)
+    return v_addr, "0x" + chain.register_aggregated(label, v_addr, lay.as_abi(), input_scale, output_scale)
 
 
-def read(chain: Any, receipt_addr: str, job_id: str | bytes) -> dict[str, Any]:
-    from ..chain.client import job_id_bytes
+def submit(chain: Any, model_id: str | bytes, job_id: str | bytes, proof: bytes, instances: Sequence[int],
+           expected_input_hash: bytes = ZERO32) -> Any:  # fmt: skip
+    """Commit to the aggregate, then reveal it (one transaction each): the registry checks the layout's links
+    and the aggregate and stores the receipt. Returns the mined receipt of the reveal."""
+    from ..chain.client import AggregatedSubmission
 
-    c = chain.contract(receipt_addr, contract().abi)
-    ih, oh, outs, prover, block = c.functions.getReceipt(job_id_bytes(job_id)).call()
-    return {"input_hash": ih, "output_hash": oh, "outputs": list(outs), "prover": prover, "block": block}
+    sub = AggregatedSubmission(hex32(bytes32_id(job_id)), hex32(bytes32_id(model_id)), "0x" + bytes(proof).hex(),
+                               tuple(int(v) for v in instances), hex32(expected_input_hash))  # fmt: skip
+    return chain.send_aggregated(sub)[1]
+
+
+def read(chain: Any, model_id: str | bytes, job_id: str | bytes, prover: str | None = None) -> dict[str, Any]:
+    """The receipt of ``job_id`` by ``prover`` (default: the chain's account); every field zero when none.
+    A stored receipt of another model raises."""
+    reg = chain.registry()
+    m, ih, oh, outs, who, block = reg.functions.getReceipt(chain.receipt_id(job_id, prover)).call()
+    if block and bytes(m) != bytes32_id(model_id):
+        raise ChainError(f"the receipt of job {job_id!r} is for model 0x{bytes(m).hex()}, not {model_id!r}")
+    return {"input_hash": bytes(ih), "output_hash": bytes(oh), "outputs": list(outs), "prover": who, "block": block}
 
 
 def slice_instances(paths: Sequence[Path | str]) -> list[list[int]]:
@@ -239,34 +240,51 @@ def step_keys(step: dict):
 
 def felts_hash(felts: Sequence[str]) -> bytes:
     """keccak256 of field elements (EZKL's hex felts) as the contract hashes the input: what a requester pins."""
-    from ..chain.client import felt_to_uint
-
-    return _uints_hash(felt_to_uint(f) for f in felts)
+    return uints_hash(felts_to_uints(felts))
 
 
-def deploy_for_run(chain: Any, run: Run, verifier_dir: Path | str | None = None) -> tuple[str, str]:
-    """The (verifier, receipt contract) of this run's model and aggregation keys: found in the chain's
-    deployments file when already deployed (same code), else generated and deployed once and recorded."""
+def deploy_for_run(chain: Any, run: Run, verifier_dir: Path | str | None = None, *,
+                   register: bool = True) -> tuple[str, str]:  # fmt: skip
+    """The (verifier address, 0x registry model id) of this run's model and aggregation keys. The verifier is
+    found in the chain's deployments file when already deployed (same code), else generated, deployed and
+    recorded; the model is registered with it and the run's layout (idempotent). With ``register`` False a
+    missing verifier or registration raises instead."""
     from .aggregate import evm_verifier
 
     keys = run_keys(run)
     name = f"{run.receipt.model_id}:{keys.key_id}"
-    rec = chain.deployments.get(chain.chain_id, "aggregated-receipt", name)
-    if rec and chain.codehash(rec["address"]) == rec["codehash"] and chain.codehash(rec["verifier"]) == rec["verifier_codehash"]:
-        return rec["verifier"], rec["address"]
-    out = Path(verifier_dir) if verifier_dir is not None else run.workdir / "aggregate"
-    sol = evm_verifier(keys, sorted(run.circuits, key=lambda c: c.slice_index)[0].settings, out / "AggregateVerifier.sol")
-    v, r = deploy(chain, sol, run_layout(run), bytes.fromhex(run.receipt.model_id))
-    chain.deployments.put(chain.chain_id, "aggregated-receipt", name, r, chain.codehash(r), verifier=v,
-                          verifier_codehash=chain.codehash(v))  # fmt: skip
-    return v, r
+    rec = chain.deployments.get(chain.chain_id, "aggregate-verifier", name)
+    v = rec["address"] if rec and chain.codehash(rec["address"]) == rec["codehash"] else None
+    if v is None:
+        if not register:
+            raise ChainError(f"no aggregated verifier of model {run.receipt.model_id[:12]} deployed on chain {chain.chain_id}")
+        out = Path(verifier_dir) if verifier_dir is not None else run.workdir / "aggregate"
+        sol = evm_verifier(keys, sorted(run.circuits, key=lambda c: c.slice_index)[0].settings, out / "AggregateVerifier.sol")
+        v = deploy_verifier(chain, sol)
+        chain.deployments.put(chain.chain_id, "aggregate-verifier", name, v, chain.codehash(v))
+    circuits = sorted(run.circuits, key=lambda c: c.slice_index)
+    args = (bytes.fromhex(run.receipt.model_id), v, run_layout(run).as_abi(), circuits[0].input_scale,
+            circuits[-1].output_scale)  # fmt: skip
+    if not register:
+        reg = chain.registry()
+        key = bytes(reg.functions.aggregatedKey(args[0], v, args[3], args[4], args[2]).call())
+        if chain.model(key.hex()) is None:
+            raise ChainError(f"aggregated model 0x{key.hex()} is not registered; submit without --no-register")
+        return v, hex32(key)
+    return v, "0x" + chain.register_aggregated(*args)
 
 
-def submit_run(chain: Any, receipt_addr: str, run: Run, job_id: str | bytes | None = None) -> Any:
-    """Submit the run's aggregate with the job's input pinned (the run's own quantized input)."""
-    from ..chain.client import default_job_id, job_id_bytes
+def submission_for_run(run: Run, model_id: str, job_id: str | bytes | None = None):
+    """The run's aggregate as an AggregatedSubmission, pinned to the run's own quantized input."""
+    from ..chain.client import AggregatedSubmission, default_job_id
     from .aggregate import evm_calldata
 
     pb, inst = evm_calldata(_aggregate_of(run)["proof"])
-    jid = job_id_bytes(job_id if job_id is not None else default_job_id(run))
-    return submit(chain, receipt_addr, jid, pb, inst, expected_input_hash=felts_hash(run.receipt.input_felts))
+    jid = bytes32_id(job_id if job_id is not None else default_job_id(run))
+    return AggregatedSubmission(hex32(jid), hex32(bytes32_id(model_id)), "0x" + bytes(pb).hex(),
+                                tuple(int(v) for v in inst), hex32(felts_hash(run.receipt.input_felts)))  # fmt: skip
+
+
+def submit_run(chain: Any, model_id: str, run: Run, job_id: str | bytes | None = None) -> Any:
+    """Submit the run's aggregate with the job's input pinned; returns the mined receipt of the reveal."""
+    return chain.send_aggregated(submission_for_run(run, model_id, job_id))[1]

@@ -2,13 +2,16 @@
 
     import dsperse.chain
     with dsperse.chain.local() as chain:        # a fresh anvil on 127.0.0.1, stopped on exit
-        chain.submit(run, job_id="job-1")        # registers the model on first use
+        chain.submit(run, job_id="job-1")        # registers the model on first use; linked or aggregated
         print(chain.receipt("job-1"))
 
     chain = dsperse.chain.connect("https://rpc.example", private_key="0x...")
 
-The toolchain (anvil, cast, solc-js 0.8.20) comes from npm: run
-``dsperse toolchain install``. See docs/chain.md.
+The EVM layer is four small modules used by the registry client, aggregated receipts and the PoSP market:
+``transport`` (signing, gas policy, waiting, error mapping), ``encoding`` (felts, words, ids, hashes,
+commitments), ``sources`` (the contracts, package data in ``contracts/``: ReceiptBase, AggregatedReceipt,
+ProofOfInference, PoSPMarket) and ``client`` (ReceiptChain). The toolchain (anvil, cast, solc-js 0.8.20) comes
+from npm: run ``dsperse toolchain install``. See docs/chain.md.
 """
 from __future__ import annotations
 
@@ -16,15 +19,18 @@ from pathlib import Path
 
 from .anvil import Anvil, LocalChain
 from .client import (
+    AggregatedSubmission,
     OnchainReceipt,
     OutOfGasError,
     ReceiptChain,
     Submission,
     SubmitResult,
-    job_id_bytes,
+    expected_hashes,
     submission_from_run,
 )
+from .encoding import FIELD, felt_to_uint, job_id_bytes, signed
 from .toolchain import CompiledContract, compile_solidity, ensure_ezkl_solc, find_toolchain
+from .transport import GasPolicy, Transport, revert_reason
 
 
 def local(*, gas_limit: int | None = None, code_size_limit: int | None = None, deployments: Path | str | None = None) -> ReceiptChain:
@@ -47,7 +53,8 @@ def connect(rpc_url: str, private_key: str | None = None, registry: str | None =
 
 
 __all__ = [
-    "Anvil", "CompiledContract", "LocalChain", "OnchainReceipt", "OutOfGasError", "ReceiptChain", "Submission",
-    "SubmitResult", "compile_solidity", "connect", "ensure_ezkl_solc", "find_toolchain", "job_id_bytes", "local",
-    "submission_from_run",
+    "FIELD", "AggregatedSubmission", "Anvil", "CompiledContract", "GasPolicy", "LocalChain", "OnchainReceipt",
+    "OutOfGasError", "ReceiptChain", "Submission", "SubmitResult", "Transport", "compile_solidity", "connect",
+    "ensure_ezkl_solc", "expected_hashes", "felt_to_uint", "find_toolchain", "job_id_bytes", "local",
+    "revert_reason", "signed", "submission_from_run",
 ]

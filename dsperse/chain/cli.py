@@ -38,36 +38,22 @@ def _print(a: argparse.Namespace, obj: dict, text: str) -> None:
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
+    from ..artifacts import Run
+    from ..errors import ChainError
     from .client import PENDING_FILE
 
     client = _client(a)
-    if a.aggregated:
-        return _submit_aggregated(a, client)
     pending = (a.run / PENDING_FILE).is_file()
-    if pending and a.job_id is None:
+    if a.aggregated and not Run.load(a.run).aggregate:
+        raise ChainError(f"{a.run}: --aggregated, but this run has no aggregate; prove it with --aggregate")
+    if pending and a.job_id is None and not a.aggregated:
         result = client.submit_pending(a.run)
     else:
         result = client.submit(a.run, job_id=a.job_id, register=not a.no_register)
     how = "already on chain from an earlier attempt" if result.tx_hash is None else f"tx {result.tx_hash}, gas {result.gas_used:,}"
-    _print(a, dataclasses.asdict(result), f"receipt for job {result.job_id} stored in block {result.block} ({how}); "
+    kind = "aggregated receipt" if a.aggregated else "receipt"
+    _print(a, dataclasses.asdict(result), f"{kind} for job {result.job_id} stored in block {result.block} ({how}); "
            f"registry {result.registry} on chain {result.chain_id}")
-    return 0
-
-
-def _submit_aggregated(a: argparse.Namespace, client) -> int:
-    from ..aggregation import receipt as R
-    from ..artifacts import Run
-    from .client import default_job_id
-
-    run = Run.load(a.run)
-    verifier, contract = R.deploy_for_run(client, run)
-    job = a.job_id if a.job_id is not None else default_job_id(run)
-    tx = R.submit_run(client, contract, run, job_id=job)
-    got = R.read(client, contract, job)
-    _print(a, {"job_id": job, "receipt_contract": contract, "verifier": verifier, "tx_hash": tx["transactionHash"].hex(),
-               "gas_used": tx["gasUsed"], "block": got["block"], "outputs": got["outputs"]},
-           f"aggregated receipt for job {job} stored in block {got['block']} (tx gas {tx['gasUsed']:,}); "
-           f"receipt contract {contract}, verifier {verifier}")  # fmt: skip
     return 0
 
 
@@ -102,14 +88,16 @@ def add_subcommands(subparsers) -> None:
         "transaction or in parts when they exceed a block. The registry checks the slice count, every link between "
         "slices (all columns) and every slice proof, then stores the receipt (model id, input hash, output, prover, "
         "block) under (prover, job id). The model is registered first if needed. If the node is down, the submission "
-        "is kept in RUN_DIR/pending_submit.json; running this again lands it (a half-sent receipt resumes).",
+        "is kept in RUN_DIR/pending_submit.json; running this again lands it (a half-sent receipt resumes). A run "
+        "proven with --aggregate is submitted as its ONE aggregated proof, with the same commitment and receipt id.",
     )
     s.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory (holding run.json)")
     s.add_argument("--job-id", help="job id (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
                    "Default: the run's job id, else one derived from its proofs")
     s.add_argument("--no-register", action="store_true", help="fail instead of registering an unknown model")
-    s.add_argument("--aggregated", action="store_true", help="submit the run's ONE aggregated proof (prove --aggregate) to "
-                   "an AggregatedReceipt contract, deployed with its verifier on first use; pins the run's input")
+    s.add_argument("--aggregated", action="store_true", help="insist on the run's ONE aggregated proof (prove --aggregate; "
+                   "a run with an aggregate is submitted that way anyway): its verifier is deployed and the model "
+                   "registered with its instance layout on first use; pins the run's input")
     _chain_flags(s)
     s.set_defaults(fn=cmd_submit)
 

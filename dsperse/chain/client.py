@@ -2,8 +2,13 @@
 
     chain = dsperse.chain.local()              # fresh anvil, stopped on close/exit
     model_id = chain.register_model(run)       # deploys slice verifiers (cached) + registers
-    chain.submit(run, job_id="job-1")          # one transaction: links + every slice proof
+    chain.submit(run, job_id="job-1")          # a commitment, then links + every slice proof
     print(chain.receipt("job-1").output)
+
+A run proven with ``aggregate=True`` is submitted as ONE aggregated proof to the same registry (its model
+registered with the aggregate verifier and instance layout, see dsperse.aggregation.receipt); both kinds of
+receipt are read back the same way. Transactions go through :class:`~dsperse.chain.transport.Transport`,
+values are encoded by :mod:`dsperse.chain.encoding`.
 
 Every failure is a :class:`~dsperse.errors.ChainError`: the node is down
 (:class:`ChainUnavailableError`; a submission is then kept in the run
@@ -16,69 +21,38 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import requests
-from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
-from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
-from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from .. import linking, storage
 from ..artifacts import Circuit, Edge, Run
-from ..errors import ChainError, ChainUnavailableError, LinkError, OutOfGasError, TransactionRevertedError
+from ..errors import ChainError, ChainUnavailableError, LinkError, OutOfGasError
+from . import sources
 from .anvil import LocalChain
 from .deployments import Deployments, default_path
-from .toolchain import EIP170_LIMIT, CompiledContract, compile_solidity
+from .encoding import FIELD, commitment, felt_to_uint, hex32, job_id_bytes, proofs_digest, signed
+from .toolchain import EIP170_LIMIT, CompiledContract
+from .transport import Transport, http_web3
 from .verifiers import slice_verifier
 
 log = logging.getLogger(__name__)
 
-REGISTRY_SOURCE = Path(__file__).with_name("contracts") / "ProofOfInference.sol"
 REGISTRY_NAME = "ProofOfInference"
+REGISTRY_SOURCE = sources.CONTRACTS_DIR / f"{REGISTRY_NAME}.sol"
 PENDING_FILE = "pending_submit.json"
 SUBMITTED_FILE = "chain_receipt.json"
-FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
-GAS_MARGIN = 1.2
 MAX_CALLDATA = 120 * 1024
 """Largest calldata one submission part carries: geth's txpool refuses transactions over 128 KiB."""
-_HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
-
-# -- values ------------------------------------------------------------------------
-
-
-def felt_to_uint(felt_hex: str) -> int:
-    """EZKL writes field elements as little-endian hex; the EVM wants the integer."""
-    return int.from_bytes(bytes.fromhex(felt_hex.removeprefix("0x")), "little")
-
-
-def signed(x: int) -> int:
-    """Field element -> signed integer, the way the contract de-maps outputs."""
-    return x - FIELD if x > FIELD // 2 else x
-
-
-def job_id_bytes(job_id: str | bytes) -> bytes:
-    """bytes32 job id: 32 raw bytes or 64 hex digits are used as they are; any other text is keccak256-hashed."""
-    if isinstance(job_id, bytes):
-        if len(job_id) != 32:
-            raise ValueError(f"a bytes job id must be 32 bytes, got {len(job_id)}")
-        return job_id
-    if _HEX32.match(job_id):
-        return bytes.fromhex(job_id.removeprefix("0x"))
-    return keccak(text=job_id)
-
-
-def _hex32(b: bytes) -> str:
-    return "0x" + b.hex()
+_hex32 = hex32
+_REEXPORTED = (FIELD, felt_to_uint, job_id_bytes, proofs_digest, signed)
+"""Names older callers import from here; they live in .encoding."""
 
 
 @dataclass(frozen=True)
@@ -131,18 +105,29 @@ def submission_from_run(run: Run, job_id: str | bytes | None = None) -> Submissi
     return Submission(_hex32(job_id_bytes(jid)), key, tuple(proofs), tuple(instances))
 
 
-def proofs_digest(proofs: Sequence[str]) -> bytes:
-    """The registry's running hash over the proofs in slice order: d = keccak(abi.encode(d, keccak(proof)))."""
-    d = b"\0" * 32
-    for p in proofs:
-        d = keccak(d + keccak(hexstr=p))
-    return d
+@dataclass(frozen=True)
+class AggregatedSubmission:
+    """What one ``submitAggregated`` transaction carries: ONE aggregate proof of the whole model."""
+
+    job_id: str
+    """0x-prefixed bytes32."""
+    model_id: str
+    """0x-prefixed bytes32: the aggregated model's registry id (ProofOfInference.aggregatedKey)."""
+    proof: str
+    """0x hex of the EVM-transcript aggregate proof."""
+    instances: tuple[int, ...]
+    input_hash: str = hex32(b"\0" * 32)
+    """0x bytes32 the job's input must hash to (the pin); zero skips the check."""
+
+    @property
+    def proofs(self) -> tuple[str, ...]:
+        """The proofs the commitment covers (one)."""
+        return (self.proof,)
 
 
-def commitment_of(sub: Submission, prover: str) -> bytes:
-    """What ``prover`` commits (ProofOfInference.commitmentOf) before it reveals the proofs of ``sub``."""
-    return keccak(abi_encode(["address", "bytes32", "bytes32", "bytes32"],
-                             [prover, job_id_bytes(sub.job_id), job_id_bytes(sub.model_id), proofs_digest(sub.proofs)]))  # fmt: skip
+def commitment_of(sub: Submission | AggregatedSubmission, prover: str) -> bytes:
+    """What ``prover`` commits (ReceiptBase.commitmentOf) before it reveals the proofs of ``sub``."""
+    return commitment(prover, job_id_bytes(sub.job_id), job_id_bytes(sub.model_id), proofs_digest(sub.proofs))
 
 
 @dataclass(frozen=True)
@@ -292,25 +277,7 @@ def registry_model_id(spec: ModelSpec, codehashes: Sequence[bytes] | None = None
 
 
 def _registry_contract() -> CompiledContract:
-    if not REGISTRY_SOURCE.is_file():
-        raise ChainError(f"registry source missing: {REGISTRY_SOURCE}")
-    return compile_solidity({"ProofOfInference.sol": REGISTRY_SOURCE})[REGISTRY_NAME]
-
-
-def _revert_reason(exc: BaseException) -> str:
-    data = getattr(exc, "data", None)
-    if isinstance(data, str) and data.startswith("0x08c379a0"):
-        try:
-            return abi_decode(["string"], bytes.fromhex(data[10:]))[0]
-        except Exception:  # noqa: BLE001 - fall back to the message
-            pass
-    msg = str(getattr(exc, "message", None) or exc)
-    if isinstance(exc.args[0] if exc.args else None, str):
-        msg = exc.args[0]
-    return msg.removeprefix("execution reverted: ").removeprefix("execution reverted") or "reverted without a reason"
-
-
-_GAS_WORDS = ("out of gas", "gas required exceeds", "exceeds block gas limit", "intrinsic gas too low", "gas limit reached")
+    return sources.contract(REGISTRY_NAME)
 
 
 def _calldata_bytes(proofs: Sequence[bytes], instances: Sequence[Sequence[int]]) -> int:
@@ -346,43 +313,31 @@ class ReceiptChain:
         """The anvil this client started (``local()``); stopped by :meth:`close`."""
         self.code_size_limit = code_size_limit or (owner.code_size_limit if owner is not None else None) or EIP170_LIMIT
         """Largest verifier runtime code this chain accepts (EIP-170 unless the chain says otherwise)."""
-        retry = ExceptionRetryConfiguration(errors=(requests.ConnectionError,), retries=2, backoff_factor=0.1)
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60}, exception_retry_configuration=retry))
-        self.account = Account.from_key(private_key) if private_key else None
+        self.transport = Transport(http_web3(rpc_url), private_key=private_key, timeout=timeout, where=rpc_url)
+        """Signs, estimates, sends and maps failures for every transaction of this client."""
+        self.w3 = self.transport.w3
+        self.account = self.transport.account
         self.deployments = Deployments(Path(deployments) if deployments else default_path())
         self._registry_addr = Web3.to_checksum_address(registry) if registry else None
-        self._chain_id: int | None = None
-        self._address: str | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    @contextmanager
-    def _rpc(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (requests.ConnectionError, requests.Timeout, ProviderConnectionError, ConnectionError, TimeoutError) as exc:
-            raise ChainUnavailableError(f"EVM node at {self.rpc_url} is unreachable while {what} ({type(exc).__name__})") from exc
+    def _rpc(self, what: str):
+        return self.transport.rpc(what)
+
+    @property
+    def _chain_id(self) -> int | None:
+        """The chain id if already read (never asks a node that may be down)."""
+        return self.transport._chain_id
 
     @property
     def chain_id(self) -> int:
-        if self._chain_id is None:
-            with self._rpc("reading the chain id"):
-                self._chain_id = int(self.w3.eth.chain_id)
-        return self._chain_id
+        return self.transport.chain_id
 
     @property
     def address(self) -> str:
         """The account that signs (private key) or the node's first unlocked account."""
-        if self._address is None:
-            if self.account is not None:
-                self._address = self.account.address
-            else:
-                with self._rpc("listing accounts"):
-                    accts = self.w3.eth.accounts
-                if not accts:
-                    raise ChainError(f"{self.rpc_url} has no unlocked account; pass a private key (--private-key)")
-                self._address = Web3.to_checksum_address(accts[0])
-        return self._address
+        return self.transport.address
 
     def is_up(self) -> bool:
         try:
@@ -394,76 +349,18 @@ class ReceiptChain:
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
 
     def codehash(self, address: str) -> str | None:
-        with self._rpc("reading contract code"):
-            code = bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))
-        return _hex32(keccak(code)) if code else None
+        return self.transport.codehash(address)
 
     def _block_gas_limit(self) -> int:
-        with self._rpc("reading the block gas limit"):
-            return int(self.w3.eth.get_block("latest")["gasLimit"])
-
-    def _send(self, tx: dict, what: str) -> Any:
-        """Estimate (to surface revert reasons), sign or send, wait; raise ChainError subclasses on failure."""
-        tx = dict(tx, **{"from": self.address})
-        limit = self._block_gas_limit()
-        try:
-            with self._rpc(what):
-                est = int(self.w3.eth.estimate_gas(tx, "pending"))  # in the next block, where the tx lands
-        except ContractLogicError as exc:
-            reason = _revert_reason(exc)
-            if any(w in reason.lower() for w in _GAS_WORDS):
-                raise OutOfGasError(what, None, limit) from exc
-            raise TransactionRevertedError(reason) from exc
-        except (Web3RPCError, ValueError) as exc:
-            text = str(exc).lower()
-            if any(w in text for w in _GAS_WORDS):
-                raise OutOfGasError(what, None, limit) from exc
-            if "revert" in text:
-                raise TransactionRevertedError(_revert_reason(exc)) from exc
-            raise ChainError(f"node refused {what}: {exc}") from exc
-        if est > limit:
-            raise OutOfGasError(what, est, limit)
-        tx["gas"] = min(int(est * GAS_MARGIN), limit)
-        with self._rpc(what):
-            if self.account is not None:
-                tx.setdefault("chainId", self.chain_id)
-                tx["nonce"] = self.w3.eth.get_transaction_count(self.address, "pending")
-                if "maxFeePerGas" not in tx and "gasPrice" not in tx:
-                    base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
-                    tip = int(self.w3.eth.max_priority_fee)
-                    tx["maxPriorityFeePerGas"], tx["maxFeePerGas"] = tip, 2 * base + tip
-                signed_tx = self.account.sign_transaction(tx)
-                tx_hash = self.w3.eth.send_raw_transaction(signed_tx.raw_transaction)
-            else:
-                tx_hash = self.w3.eth.send_transaction(tx)
-            try:
-                rc = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
-            except TimeExhausted as exc:
-                raise ChainError(f"{what}: transaction {tx_hash.hex()} not mined within {self.timeout:.0f}s") from exc
-        if rc["status"] != 1:
-            h = "0x" + bytes(tx_hash).hex()
-            if rc["gasUsed"] >= tx["gas"]:
-                raise OutOfGasError(what, rc["gasUsed"], tx["gas"], h)
-            raise TransactionRevertedError(self._replay_reason(tx, rc["blockNumber"]), h)
-        return rc
-
-    def _replay_reason(self, tx: dict, block: int) -> str:
-        try:
-            self.w3.eth.call({k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}, block)
-        except ContractLogicError as exc:
-            return _revert_reason(exc)
-        except Exception as exc:  # noqa: BLE001
-            return str(exc)
-        return "reverted (no reason on replay)"
+        return self.transport.block_gas_limit()
 
     def transact(self, fn, what: str = "sending a transaction") -> Any:
         """Send a bound contract call (``contract.functions.f(...)``); returns the mined receipt."""
-        return self._send({"to": fn.address, "data": fn._encode_transaction_data()}, what)
+        return self.transport.transact(fn, what)
 
     def deploy(self, compiled: CompiledContract, *args: Any, what: str | None = None) -> str:
         """Deploy a compiled contract; returns its address."""
-        ctor = self.w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode).constructor(*args)
-        rc = self._send({"data": ctor.data_in_transaction}, what or f"deploying {compiled.name}")
+        rc = self.transport.deploy(compiled.abi, compiled.bytecode, *args, what=what or f"deploying {compiled.name}")
         return Web3.to_checksum_address(rc["contractAddress"])
 
     # -- registry ------------------------------------------------------------------------------
@@ -540,12 +437,28 @@ class ReceiptChain:
         self.transact(reg.functions.registerModel(*args), f"registering model {spec.model_id[:12]}")
         return key[2:]
 
+    def register_aggregated(self, label: bytes, verifier: str, layout: tuple, input_scale: int = 0,
+                            output_scale: int = 0) -> str:  # fmt: skip
+        """Register (idempotent) a model proven by ONE aggregate: its label, deployed aggregate ``verifier`` and
+        instance ``layout`` (ReceiptLayout.as_abi()); returns its registry id (hex, no 0x), a content hash."""
+        reg = self.registry(deploy=True)
+        args = (job_id_bytes(label), Web3.to_checksum_address(verifier), input_scale, output_scale, tuple(layout))
+        with self._rpc("computing the aggregated model's registry id"):
+            key = bytes(reg.functions.aggregatedKey(*args).call()).hex()
+        if self.model(key) is None:
+            self.transact(reg.functions.registerAggregated(*args), f"registering aggregated model {label.hex()[:12]}")
+        return key
+
     # -- receipts ------------------------------------------------------------------------------
 
     def submit(self, run: Run | Path | str, job_id: str | bytes | None = None, *, register: bool = True) -> SubmitResult:
-        """Submit a run's proofs as one transaction. If the node is down, keep it in ``run_dir/pending_submit.json``."""
+        """Submit a run's receipt: its ONE aggregated proof when it has an aggregate (``prove(..., aggregate=True)``),
+        else every slice proof (linked). A linked submission that meets a node down is kept in
+        ``run_dir/pending_submit.json`` and lands with :meth:`submit_pending`."""
         if not isinstance(run, Run):
             run = Run.load(run)
+        if run.aggregate:
+            return self.submit_aggregated(run, job_id, register=register)
         sub = submission_from_run(run, job_id)
         retrying = _pending_job(run.workdir) == sub.job_id  # an earlier attempt may have landed after all
         try:
@@ -605,12 +518,7 @@ class ReceiptChain:
             same_output = m is not None and bytes(stored[2]).hex() == expected_hashes(sub, m["num_inputs"], m["num_outputs"])[1][2:]
             if stored[5] != 0 and stored[0] == key and same_output:
                 return SubmitResult(sub.job_id, None, int(stored[5]), None, reg.address, self.chain_id, _hex32(rid))
-        commitment = commitment_of(sub, self.address)
-        with self._rpc("reading the commitment"):
-            committed = reg.functions.commitments(self.address, commitment).call()
-        gas = 0
-        if not committed:
-            gas += int(self.transact(reg.functions.commit(commitment), f"committing to the proofs of job {sub.job_id[:12]}")["gasUsed"])
+        gas = self._commit(reg, sub)
         first = 0
         if landed_ok:
             with self._rpc("reading the receipt's progress"):
@@ -620,6 +528,40 @@ class ReceiptChain:
         return SubmitResult(sub.job_id, "0x" + bytes(rc["transactionHash"]).hex(), int(rc["blockNumber"]),
                             gas + sum(int(r["gasUsed"]) for r in sent), reg.address, self.chain_id, _hex32(rid),
                             len(sent))  # fmt: skip
+
+    def _commit(self, reg, sub: Submission | AggregatedSubmission) -> int:
+        """Post this account's commitment to ``sub``'s proofs unless it is already on chain; returns its gas."""
+        c = commitment_of(sub, self.address)
+        with self._rpc("reading the commitment"):
+            if reg.functions.commitments(self.address, c).call():
+                return 0
+        return int(self.transact(reg.functions.commit(c), f"committing to the proofs of job {sub.job_id[:12]}")["gasUsed"])
+
+    def submit_aggregated(self, run: Run, job_id: str | bytes | None = None, *, register: bool = True) -> SubmitResult:
+        """Submit the run's aggregate, pinned to the run's own input; the aggregated model (verifier + layout)
+        is deployed and registered first unless ``register`` is False (then it must be already)."""
+        from ..aggregation import receipt as R
+
+        _, model = R.deploy_for_run(self, run, register=register)
+        result = self.submit_aggregated_raw(R.submission_for_run(run, model, job_id))
+        self._landed(run.workdir, result)
+        return result
+
+    def submit_aggregated_raw(self, sub: AggregatedSubmission) -> SubmitResult:
+        """A commitment to the aggregate proof, then the proof in a later block (submitAggregated)."""
+        gas, rc = self.send_aggregated(sub)
+        return SubmitResult(sub.job_id, "0x" + bytes(rc["transactionHash"]).hex(), int(rc["blockNumber"]),
+                            gas + int(rc["gasUsed"]), self.registry_address, self.chain_id,
+                            _hex32(self.receipt_id(sub.job_id)))  # fmt: skip
+
+    def send_aggregated(self, sub: AggregatedSubmission) -> tuple[int, Any]:
+        """Commit (if not yet) and reveal ``sub``; returns (commitment gas, mined receipt of the reveal)."""
+        reg = self.registry()
+        gas = self._commit(reg, sub)
+        fn = reg.functions.submitAggregated(job_id_bytes(sub.job_id), job_id_bytes(sub.model_id),
+                                            job_id_bytes(sub.input_hash), bytes.fromhex(sub.proof.removeprefix("0x")),
+                                            [int(v) for v in sub.instances])  # fmt: skip
+        return gas, self.transact(fn, f"submitting the aggregated receipt of job {sub.job_id[:12]}")
 
     def _send_parts(self, reg, sub: Submission, first: int) -> list[Any]:
         """Send slices [first, n) in as few transactions as fit (halving a part that exceeds a block); returns

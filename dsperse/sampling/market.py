@@ -6,37 +6,37 @@
   outputs, proves, unstakes; :class:`Challenger` challenges; :class:`Validator` stakes and submits
   re-execution verdicts. Every role can draw audits, settle jobs and withdraw the wei credited to it.
 
-Every transaction is signed locally with the role's private key and first estimated, so a call that
-would revert raises :class:`~dsperse.errors.TransactionRevertedError` with the contract's reason
-(e.g. ``"PoSP: unregistered model"``) before anything is sent. Methods return the mined receipt so
-callers can account for gas exactly (``gasUsed * effectiveGasPrice``).
+Every transaction goes through :class:`dsperse.chain.transport.Transport`, signed with the role's private
+key and first estimated, so a call that would revert raises :class:`~dsperse.errors.TransactionRevertedError`
+with the contract's reason (e.g. ``"PoSP: unregistered model"``) before anything is sent. Methods return the
+mined receipt so callers can account for gas exactly (``gasUsed * effectiveGasPrice``). Receipts of both kinds
+(linked slice proofs and aggregated proofs) are read from the one ProofOfInference registry.
 """
 from __future__ import annotations
 
 import enum
 import os
 from dataclasses import astuple, dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
-from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from ..errors import ChainError, TransactionRevertedError
+from ..chain import sources
+from ..chain.encoding import bytes32_id, felts_to_uints, ints_hash, uints_hash
+from ..chain.transport import GasPolicy, Transport
 
-CONTRACT_PATH = Path(__file__).resolve().parents[1] / "chain" / "contracts" / "PoSPMarket.sol"
+CONTRACT_PATH = sources.CONTRACTS_DIR / "PoSPMarket.sol"
 BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"
 ETHER = 10**18
+MARKET_GAS = GasPolicy(margin=1.5, extra=250_000)
+"""Generous headroom: another party's transaction can land first and change what a market call does (a
+validator's vote that becomes the quorum vote also slashes). Unused gas is not charged."""
 
 
 # -- commitments -------------------------------------------------------------------
-
-
-def _words(values: Sequence[int], signed: bool) -> bytes:
-    return b"".join(int(v).to_bytes(32, "big", signed=signed) for v in values)
 
 
 def input_commitment(data: bytes | str | Sequence[int]) -> bytes:
@@ -50,18 +50,17 @@ def input_commitment(data: bytes | str | Sequence[int]) -> bytes:
         data = data.encode()
     if isinstance(data, (bytes, bytearray)):
         return keccak(bytes(data))
-    return keccak(_words(data, signed=False))
+    return uints_hash(data)
 
 
-def felt_ints(felts: Sequence[str]) -> list[int]:
-    """EZKL field elements (little-endian hex, as in proofs and witnesses) as unsigned ints."""
-    return [int.from_bytes(bytes.fromhex(f.removeprefix("0x")), "little") for f in felts]
+felt_ints = felts_to_uints
+"""EZKL field elements (little-endian hex, as in proofs and witnesses) as unsigned ints."""
 
 
 def output_hash(outputs: Sequence[int]) -> bytes:
     """bytes32 an operator commits: keccak256(abi.encodePacked(int256[] outputs)), as ProofOfInference hashes
-    the signed quantized outputs of the last slice."""
-    return keccak(_words(outputs, signed=True))
+    the signed quantized outputs of the last slice (or of an aggregate)."""
+    return ints_hash(outputs)
 
 
 def seed_commitment(secret: bytes) -> bytes:
@@ -71,19 +70,8 @@ def seed_commitment(secret: bytes) -> bytes:
     return keccak(bytes(secret))
 
 
-def model_id_bytes(model_id: str | bytes) -> bytes:
-    """A model id as bytes32: 32 raw bytes, a 64-hex-digit string (e.g. a receipt's sha256), or keccak of a name."""
-    if isinstance(model_id, bytes):
-        if len(model_id) != 32:
-            raise ValueError(f"model id must be 32 bytes, got {len(model_id)}")
-        return model_id
-    h = model_id[2:] if model_id.startswith("0x") else model_id
-    if len(h) == 64:
-        try:
-            return bytes.fromhex(h)
-        except ValueError:
-            pass
-    return keccak(model_id.encode())
+model_id_bytes = bytes32_id
+"""A model id as bytes32: 32 raw bytes, a 64-hex-digit string (e.g. a registry id), or keccak of a name."""
 
 
 def suffix_mask(slice_count: int, first_proven: int) -> int:
@@ -179,50 +167,22 @@ class ValidatorState:
 
 def compile_market() -> tuple[list, str]:
     """(abi, creation bytecode) of PoSPMarket, compiled with the project's solc-js 0.8.20."""
-    from ..chain.toolchain import compile_solidity
-
-    c = compile_solidity({"PoSPMarket.sol": CONTRACT_PATH})["PoSPMarket"]
+    c = sources.contract("PoSPMarket")
     return c.abi, c.bytecode
 
 
 # -- transactions ----------------------------------------------------------------------
 
 
-def _reason(exc: ContractLogicError) -> str:
-    msg = exc.message or str(exc)
-    return msg.removeprefix("execution reverted: ").strip()
-
-
 def send(w3: Web3, key: str, call, value: int = 0, gas: int | None = None) -> dict:
-    """Estimate, sign with ``key``, send and wait for ``call`` (a bound contract function).
-
-    Raises TransactionRevertedError with the contract's reason when it would revert, ChainError when
-    the node refuses it.
-    """
-    acct = Account.from_key(key)
-    tx_params: dict[str, Any] = {"from": acct.address, "value": value}
-    try:
-        # Generous headroom: another party's transaction can land first and change what this one does
-        # (e.g. a validator's vote that becomes the quorum vote also slashes). Unused gas is not charged.
-        tx_params["gas"] = gas or int(call.estimate_gas(tx_params) * 1.5) + 250_000
-        tx_params["nonce"] = w3.eth.get_transaction_count(acct.address, "pending")
-        tx = call.build_transaction(tx_params)
-    except ContractLogicError as exc:
-        raise TransactionRevertedError(_reason(exc)) from exc
-    signed = acct.sign_transaction(tx)
-    try:
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    except ContractLogicError as exc:
-        raise TransactionRevertedError(_reason(exc)) from exc
-    except ValueError as exc:  # node-level refusal (nonce, funds)
-        raise ChainError(f"node refused the transaction from {acct.address}: {exc}") from exc
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-    if receipt["status"] != 1:
-        if receipt["gasUsed"] >= tx["gas"]:
-            raise TransactionRevertedError(f"ran out of gas (limit {tx['gas']:,}): the chain state changed between "
-                                           "the gas estimate and execution", tx_hash.hex())
-        raise TransactionRevertedError("transaction mined with status 0", tx_hash.hex())
-    return dict(receipt)
+    """Estimate, sign with ``key``, send and wait for ``call`` (a bound contract function or constructor),
+    through the shared transport with the market's gas policy; ``gas`` fixes the limit instead."""
+    t = Transport(w3, private_key=key, gas=MARKET_GAS)
+    if gas is None:
+        return t.transact(call, value=value)
+    tx = {"data": call.data_in_transaction} if hasattr(call, "data_in_transaction") else {
+        "to": call.address, "data": call._encode_transaction_data()}  # fmt: skip
+    return t.send(dict(tx, gas=gas, value=value))
 
 
 def gas_cost(receipt: dict) -> int:
@@ -239,6 +199,7 @@ class Market:
         self.w3 = w3
         self.address = Web3.to_checksum_address(address)
         self.contract = w3.eth.contract(address=self.address, abi=abi)
+        self._senders: dict[str, Transport] = {}
 
     @classmethod
     def deploy(
@@ -313,7 +274,10 @@ class Market:
         ]
 
     def transact(self, key: str, fn: str, *args, value: int = 0) -> dict:
-        return send(self.w3, key, getattr(self.contract.functions, fn)(*args), value=value)
+        """Call ``fn(*args)`` from ``key``'s account (one transport per key: its chain id is read once)."""
+        if key not in self._senders:
+            self._senders[key] = Transport(self.w3, private_key=key, gas=MARKET_GAS)
+        return self._senders[key].transact(getattr(self.contract.functions, fn)(*args), f"calling {fn}", value)
 
 
 # -- roles --------------------------------------------------------------------------------

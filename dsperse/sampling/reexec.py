@@ -15,8 +15,11 @@ from typing import Sequence
 import ezkl
 
 from .. import _ezkl, storage
+from ..chain.encoding import felts_to_ints
 from ..errors import MissingArtifactError, ProofError
 from .market import output_hash
+
+__all__ = ["SliceCircuit", "felts_to_ints", "reexecute", "witness_output_felts"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,6 @@ def witness_output_felts(circuits: Sequence[SliceCircuit], inputs: Sequence[floa
             _ezkl.call(f"gen_witness (re-execution, slice {i})", ProofError, ezkl.gen_witness, *args)
             values = [f for tensor in storage.read_json(out)["outputs"] for f in tensor]
         return list(values)
-
-
-def felts_to_ints(felts: Sequence[str]) -> list[int]:
-    """Signed integers of EZKL field elements (the quantized outputs ProofOfInference stores)."""
-    return [int(ezkl.felt_to_int(f)) for f in felts]
 
 
 def reexecute(circuits: Sequence[SliceCircuit], inputs: Sequence[float], workdir: Path | None = None) -> tuple[list[int], bytes]:

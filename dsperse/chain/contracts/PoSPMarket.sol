@@ -1,33 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.20;
 
-/// @notice The view of ProofOfInference that the market reads. A receipt exists only after every slice
-/// proof of the job verified on chain and the slice links held, so its outputHash is the true output.
-interface IProofOfInference {
-    function getReceipt(bytes32 receiptId)
-        external
-        view
-        returns (
-            bytes32 modelId,
-            bytes32 inputHash,
-            bytes32 outputHash,
-            int256[] memory outputs,
-            address prover,
-            uint256 blockNumber
-        );
-
-    function getModel(bytes32 modelId)
-        external
-        view
-        returns (
-            address[] memory verifiers,
-            uint32 inputScale,
-            uint32 outputScale,
-            uint32 numInputs,
-            uint32 numOutputs,
-            address registrant
-        );
-}
+import "./IProofOfInference.sol";
 
 /// @title Proof of Sampling inference market.
 /// @notice Operators stake, serve inference jobs and commit output hashes. A job is audited with

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.20;
 
+import "./AggregatedReceipt.sol";
+
 /// @title ProofOfInference
 /// @notice On-chain receipts for sliced, EZKL-proven inference runs (dsperse).
 /// A model is a list of per-slice Halo2 verifiers in topological order plus its link table. The slices form a
@@ -20,12 +22,13 @@ pragma solidity ^0.8.20;
 /// not only its first point. The polycommit points are the proof's first bytes (committed inputs in order, then
 /// committed outputs, each tensor's columns side by side); dsperse derives the offsets from each circuit's
 /// settings (dsperse.layout) and registers them with the model (see docs/chain.md).
-contract ProofOfInference {
-    /// BN254 scalar field modulus: instances are elements of this field.
-    uint256 internal constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
-    uint256 internal constant HALF_FIELD = FIELD / 2;
+///
+/// The registry also keeps aggregated receipts (AggregatedReceipt): a model registered with registerAggregated
+/// has one verifier (the aggregate's) and an instance layout, and its receipts land through submitAggregated.
+/// Both kinds share the receipt store, its ids and the commit-reveal (ReceiptBase), so a market reads either
+/// from this one address.
+contract ProofOfInference is AggregatedReceipt, IProofOfInference {
     uint256 internal constant G1_BYTES = 64;
-    bytes4 internal constant VERIFY_SELECTOR = bytes4(keccak256("verifyProof(bytes,uint256[])"));
 
     /// One edge of the slice graph: `length` bytes (whole 64-byte columns) of the producer's proof at
     /// `producerOffset` must equal those of the consumer's proof at `consumerOffset`.
@@ -45,17 +48,8 @@ contract ProofOfInference {
         uint32 outputScale;
         uint32 numInputs;
         uint32 numOutputs;
+        bool aggregated; // registered with registerAggregated: receipts come from submitAggregated only
         address registrant;
-    }
-
-    struct Receipt {
-        bytes32 modelId;
-        bytes32 jobId;
-        bytes32 inputHash;
-        bytes32 outputHash;
-        int256[] outputs;
-        address prover;
-        uint256 blockNumber;
     }
 
     /// A receipt being submitted in several transactions (a plan too big for one block or one calldata limit).
@@ -68,10 +62,8 @@ contract ProofOfInference {
     }
 
     mapping(bytes32 => Model) internal models;
-    mapping(bytes32 => Receipt) internal receipts; // by receiptId(prover, jobId)
     mapping(bytes32 => Pending) internal pendings; // by receiptId(prover, jobId)
     mapping(bytes32 => mapping(uint256 => bytes32)) internal carried; // receiptId => link => keccak(producer bytes)
-    mapping(address => mapping(bytes32 => uint256)) public commitments; // prover => commitment => block
 
     event ModelRegistered(
         bytes32 indexed modelId,
@@ -84,17 +76,7 @@ contract ProofOfInference {
         uint32 numOutputs,
         Link[] links
     );
-    event Committed(address indexed prover, bytes32 indexed commitment);
     event ReceiptProgress(bytes32 indexed receiptId, bytes32 indexed jobId, address indexed prover, uint256 next);
-    event ReceiptStored(
-        bytes32 indexed receiptId,
-        bytes32 indexed jobId,
-        address indexed prover,
-        bytes32 modelId,
-        bytes32 inputHash,
-        bytes32 outputHash,
-        int256[] outputs
-    );
 
     // ---------------------------------------------------------------------------------------------- models
 
@@ -132,16 +114,10 @@ contract ProofOfInference {
         uint32 numOutputs,
         Link[] calldata links
     ) external returns (bytes32 modelId) {
-        require(label != bytes32(0), "model label is zero");
-        uint256 n = verifiers.length;
-        require(n > 0, "no slice verifiers");
-        for (uint256 i = 0; i < n; i++) {
-            require(verifiers[i].code.length > 0, "verifier has no code");
-        }
-        require(numOutputs > 0, "no public outputs");
+        require(verifiers.length > 0, "no slice verifiers");
         modelId = modelKey(label, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
-        require(models[modelId].verifiers.length == 0, "model already registered");
-        Model storage m = models[modelId];
+        Model storage m = _record(modelId, label, verifiers, inputScale, outputScale, numInputs, numOutputs);
+        uint256 n = verifiers.length;
         bool[] memory linked = new bool[](n);
         for (uint256 i = 0; i < links.length; i++) {
             Link calldata l = links[i];
@@ -156,6 +132,55 @@ contract ProofOfInference {
         for (uint256 j = 1; j < n; j++) {
             if (!linked[j]) revert(string.concat("slice ", _itoa(j), " has no incoming link"));
         }
+        emit ModelRegistered(modelId, label, msg.sender, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
+    }
+
+    /// @notice The registry id of an aggregated model: a hash of its label, the code of its aggregate verifier,
+    /// its scales and its instance layout (domain-separated from modelKey).
+    function aggregatedKey(bytes32 label, address verifier, uint32 inputScale, uint32 outputScale, Layout calldata lay)
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(abi.encode("dsperse.aggregated", label, verifier.codehash, inputScale, outputScale, lay));
+    }
+
+    /// @notice Register a model proven by ONE aggregated proof under its content id (aggregatedKey): `verifier`
+    /// checks the aggregate, `lay` says where its input and output are and which instances must be equal.
+    /// Its receipts are stored with submitAggregated. Returns the id.
+    function registerAggregated(bytes32 label, address verifier, uint32 inputScale, uint32 outputScale, Layout calldata lay)
+        external
+        returns (bytes32 modelId)
+    {
+        _checkLayout(lay);
+        modelId = aggregatedKey(label, verifier, inputScale, outputScale, lay);
+        address[] memory verifiers = new address[](1);
+        verifiers[0] = verifier;
+        Model storage m = _record(modelId, label, verifiers, inputScale, outputScale, lay.numInputs, lay.numOutputs);
+        m.aggregated = true;
+        layouts[modelId] = lay;
+        emit ModelRegistered(
+            modelId, label, msg.sender, verifiers, inputScale, outputScale, lay.numInputs, lay.numOutputs, new Link[](0)
+        );
+    }
+
+    /// Write a new model's common fields; refuses a zero label, a verifier without code, no outputs, a taken id.
+    function _record(
+        bytes32 modelId,
+        bytes32 label,
+        address[] memory verifiers,
+        uint32 inputScale,
+        uint32 outputScale,
+        uint32 numInputs,
+        uint32 numOutputs
+    ) internal returns (Model storage m) {
+        require(label != bytes32(0), "model label is zero");
+        for (uint256 i = 0; i < verifiers.length; i++) {
+            require(verifiers[i].code.length > 0, "verifier has no code");
+        }
+        require(numOutputs > 0, "no public outputs");
+        m = models[modelId];
+        require(m.verifiers.length == 0, "model already registered");
         m.label = label;
         m.verifiers = verifiers;
         m.inputScale = inputScale;
@@ -163,35 +188,9 @@ contract ProofOfInference {
         m.numInputs = numInputs;
         m.numOutputs = numOutputs;
         m.registrant = msg.sender;
-        emit ModelRegistered(modelId, label, msg.sender, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
     }
 
     // -------------------------------------------------------------------------------------------- receipts
-
-    /// @notice Where the receipt of `jobId` by `prover` is stored: one job id per prover, on this chain and
-    /// this registry. Another sender taking the same job id first blocks nobody.
-    function receiptId(address prover, bytes32 jobId) public view returns (bytes32) {
-        return keccak256(abi.encode(block.chainid, address(this), prover, jobId));
-    }
-
-    /// @notice The commitment a prover posts (in an earlier block) before its proofs: it binds the prover, the
-    /// job, the model and every proof, so whoever copies the proofs from the mempool (and the commitment too)
-    /// has no commitment of their own and cannot take the receipt. `proofsDigest` chains keccak256 of each
-    /// proof in slice order: d = 0; d = keccak256(abi.encode(d, keccak256(proof_i))).
-    function commitmentOf(address prover, bytes32 jobId, bytes32 modelId, bytes32 proofsDigest)
-        public
-        pure
-        returns (bytes32)
-    {
-        return keccak256(abi.encode(prover, jobId, modelId, proofsDigest));
-    }
-
-    /// @notice Step 1 of a submission: post commitmentOf(msg.sender, jobId, modelId, proofsDigest).
-    function commit(bytes32 commitment) external {
-        require(commitments[msg.sender][commitment] == 0, "already committed");
-        commitments[msg.sender][commitment] = block.number;
-        emit Committed(msg.sender, commitment);
-    }
 
     /// @notice Step 2, in one transaction: every slice proof of job `jobId`. Checks, in this order: slice
     /// count, every link of the model's link table (all columns), every slice proof, then the commitment.
@@ -216,6 +215,7 @@ contract ProofOfInference {
         Model storage m = models[modelId];
         uint256 n = m.verifiers.length;
         require(n > 0, "unknown model");
+        require(!m.aggregated, "aggregated model: use submitAggregated");
         bytes32 rid = receiptId(msg.sender, jobId);
         Pending storage p = _begin(rid, modelId, first);
         uint256 end = first + proofs.length;
@@ -239,9 +239,25 @@ contract ProofOfInference {
         return true;
     }
 
+    /// @notice Step 2 for an aggregated model (registerAggregated), in one transaction: the aggregate proof and
+    /// its instances. `expectedInputHash` = 0 skips the input pin. The commitment's proofsDigest is
+    /// keccak256(abi.encode(bytes32(0), keccak256(proof))). Returns the receipt id.
+    function submitAggregated(
+        bytes32 jobId,
+        bytes32 modelId,
+        bytes32 expectedInputHash,
+        bytes calldata proof,
+        uint256[] calldata instances
+    ) external returns (bytes32) {
+        Model storage m = models[modelId];
+        require(m.verifiers.length > 0, "unknown model");
+        require(m.aggregated, "not an aggregated model");
+        return _submitAggregated(jobId, modelId, m.verifiers[0], expectedInputHash, proof, instances);
+    }
+
     /// Start (first == 0: over) or continue the pending receipt `rid`.
     function _begin(bytes32 rid, bytes32 modelId, uint256 first) internal returns (Pending storage p) {
-        require(receipts[rid].blockNumber == 0, "job id already used");
+        _requireFresh(rid);
         p = pendings[rid];
         if (first == 0) {
             p.modelId = modelId;
@@ -290,13 +306,7 @@ contract ProofOfInference {
         view
     {
         for (uint256 i = 0; i < proofs.length; i++) {
-            uint256 gasBefore = gasleft();
-            (bool ok, bytes memory ret) =
-                verifiers[first + i].staticcall(abi.encodeWithSelector(VERIFY_SELECTOR, proofs[i], instances[i]));
-            // EIP-150 keeps 1/64 of the gas back: a call that failed with (almost) none left ran out of gas;
-            // say so rather than blaming an honest proof.
-            if (!ok && gasleft() <= gasBefore / 63) revert("out of gas in slice verifier");
-            if (!ok || ret.length != 32 || abi.decode(ret, (bool)) != true) {
+            if (!_verifies(verifiers[first + i], proofs[i], instances[i], "slice")) {
                 revert(string.concat("slice proof rejected: ", _itoa(first + i)));
             }
         }
@@ -306,57 +316,16 @@ contract ProofOfInference {
     /// numOutputs instances, de-mapped to signed integers) and drop the pending state.
     function _store(bytes32 rid, bytes32 jobId, bytes32 modelId, uint256[] calldata last) internal {
         Pending storage p = pendings[rid];
-        uint256 committedAt = commitments[msg.sender][commitmentOf(msg.sender, jobId, modelId, p.digest)];
-        require(committedAt != 0 && committedAt < p.startBlock, "no earlier commitment by this prover");
-        Model storage m = models[modelId];
-        require(last.length >= m.numOutputs, "too few public outputs");
-        int256[] memory outputs = new int256[](m.numOutputs);
-        uint256 start = last.length - m.numOutputs;
-        for (uint256 j = 0; j < outputs.length; j++) {
-            outputs[j] = _signed(last[start + j]);
-        }
-        Receipt storage r = receipts[rid];
-        r.modelId = modelId;
-        r.jobId = jobId;
-        r.inputHash = p.inputHash;
-        r.outputHash = keccak256(abi.encodePacked(outputs));
-        r.outputs = outputs;
-        r.prover = msg.sender;
-        r.blockNumber = block.number;
-        emit ReceiptStored(rid, jobId, msg.sender, modelId, r.inputHash, r.outputHash, outputs);
+        _requireCommitment(jobId, modelId, p.digest, p.startBlock);
+        uint256 numOutputs = models[modelId].numOutputs;
+        require(last.length >= numOutputs, "too few public outputs");
+        _storeReceipt(rid, jobId, modelId, p.inputHash, last[last.length - numOutputs:]);
         delete pendings[rid];
     }
 
     /// @notice Progress of a receipt submitted in parts: the first slice still missing (0: none pending).
     function pendingNext(address prover, bytes32 jobId) external view returns (uint256) {
         return pendings[receiptId(prover, jobId)].next;
-    }
-
-    /// @notice The stored receipt under `rid` (= receiptId(prover, jobId)); every field is zero when there is
-    /// none (check blockNumber).
-    function getReceipt(bytes32 rid)
-        external
-        view
-        returns (
-            bytes32 modelId,
-            bytes32 inputHash,
-            bytes32 outputHash,
-            int256[] memory outputs,
-            address prover,
-            uint256 blockNumber
-        )
-    {
-        Receipt storage r = receipts[rid];
-        return (r.modelId, r.inputHash, r.outputHash, r.outputs, r.prover, r.blockNumber);
-    }
-
-    function hasReceipt(bytes32 rid) external view returns (bool) {
-        return receipts[rid].blockNumber != 0;
-    }
-
-    /// @notice The job id a stored receipt is for (zero when there is none).
-    function receiptJob(bytes32 rid) external view returns (bytes32) {
-        return receipts[rid].jobId;
     }
 
     /// @notice The off-chain model id (sha256 over the verifying keys) a registered model was labelled with.
@@ -384,20 +353,5 @@ contract ProofOfInference {
     /// @notice The link table of a registered model (empty when `modelId` is unknown or has one slice).
     function getLinks(bytes32 modelId) external view returns (Link[] memory) {
         return models[modelId].links;
-    }
-
-    /// Field element -> signed integer: values above p/2 encode negatives (x - p).
-    function _signed(uint256 x) internal pure returns (int256) {
-        require(x < FIELD, "instance not a field element");
-        return x > HALF_FIELD ? -int256(FIELD - x) : int256(x);
-    }
-
-    function _itoa(uint256 v) internal pure returns (string memory) {
-        if (v == 0) return "0";
-        uint256 len;
-        for (uint256 t = v; t != 0; t /= 10) len++;
-        bytes memory b = new bytes(len);
-        for (; v != 0; v /= 10) b[--len] = bytes1(uint8(48 + (v % 10)));
-        return string(b);
     }
 }
