@@ -28,6 +28,8 @@ typical flow:
 
   dsperse demo                                      # all of the above on a bundled model and a local chain
 
+  dsperse ledger --summary                          # every proof, verification and receipt so far, per model
+
   dsperse toolchain install                         # anvil, cast, solc-js 0.8.20 from npm (once; the demo does it too)
   dsperse toolchain status                          # which tools are found where
 
@@ -80,13 +82,56 @@ def cmd_prove(a: argparse.Namespace) -> int:
 
     memory = a.aggregator_memory * 1e9 if a.aggregator_memory else None
     result = prove(a.plan, a.input, a.workdir, srs=a.srs, cache=a.cache, config=_config(a), job_id=a.job_id, cluster=a.cluster,
-                   aggregate=a.aggregate, aggregator_memory_bytes=memory, device=a.device)  # fmt: skip
+                   aggregate=a.aggregate, aggregator_memory_bytes=memory, device=a.device, ledger=_ledger(a))  # fmt: skip
     for run in result if isinstance(result, list) else [result]:
         out = {"workdir": str(run.workdir), "output": run.output, "model_id": run.receipt.model_id,
                "input_hash": run.receipt.input_hash, "job_id": run.receipt.job_id}  # fmt: skip
         if run.aggregate:
             out["aggregate"] = run.aggregate["proof"]
         print(json.dumps(out))
+    return 0
+
+
+def _ledger(a: argparse.Namespace):
+    """--no-ledger: False (off); --ledger PATH: that directory; neither: the default ledger."""
+    return False if getattr(a, "no_ledger", False) else getattr(a, "ledger", None)
+
+
+LEDGER_HELP = """\
+Print the proof ledger: one row per slice proof, verification, aggregation step and chain
+submission, appended by `dsperse prove`, `dsperse verify`, the SDK and the chain client.
+
+It is a directory of Parquet files (one per batch, never rewritten) that pandas, pyarrow and
+duckdb read without dsperse; the schema is in docs/ledger.md. It lives in --ledger, else
+$DSPERSE_LEDGER, else <cache>/ledger ($DSPERSE_CACHE or ~/.cache/dsperse).
+"""
+
+LEDGER_EPILOG = """\
+examples:
+  dsperse ledger                                  # the 20 most recent rows
+  dsperse ledger --summary                        # per model: jobs, proofs, mean/max prove time, gas
+  dsperse ledger --event prove --model 3fa2 --last 100
+  dsperse ledger --job job1 --format json         # everything about one job
+  dsperse ledger --format parquet -o ledger.parquet   # one file for a notebook
+  python -c "import pandas; print(pandas.read_parquet('$HOME/.cache/dsperse/ledger'))"
+"""
+
+
+def cmd_ledger(a: argparse.Namespace) -> int:
+    from .ledger import Ledger, export
+
+    led = Ledger(a.ledger)
+    last = None if a.last == 0 else a.last if a.last is not None else (None if a.summary or a.format != "table" else 20)
+    table = led.read(event=a.event, model_id=a.model, job_id=a.job, last=last)
+    if a.summary:
+        table = led.summary(table)
+    text = export(table, a.format, a.out)
+    if text is not None:
+        sys.stdout.write(text)
+    if a.out is not None:
+        print(f"{len(table)} rows written to {a.out}", file=sys.stderr)
+    elif a.format == "table" and not a.summary:
+        print(f"({len(table)} rows from {led.path})", file=sys.stderr)
     return 0
 
 
@@ -119,7 +164,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
         chain = connect(a.rpc, registry=a.registry)
     verify(a.run, job_id=a.job_id, expected_input=expected, expected_model_id=a.model_id, trusted_srs=a.srs,
-           chain=chain, reference=a.reference, tolerance=Tolerance(a.atol, a.rtol))  # fmt: skip
+           chain=chain, reference=a.reference, tolerance=Tolerance(a.atol, a.rtol), ledger=_ledger(a))  # fmt: skip
     print(f"OK: every slice proof verifies and every link holds ({a.run})")
     if a.model_id is None and chain is None:
         print("WARNING: verified against the run directory's OWN verifying keys; that shows the run is self-consistent, "
@@ -190,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-shape", type=_shape, help="fix a dynamic input shape, e.g. 1,3,32,32")
     s.set_defaults(fn=cmd_slice)
 
+    def ledger_flags(q: argparse.ArgumentParser) -> None:
+        g = q.add_mutually_exclusive_group()
+        g.add_argument("--ledger", type=Path, metavar="DIR", help="append this command's rows to the proof ledger in DIR "
+                       "(default: $DSPERSE_LEDGER, else <cache>/ledger; see `dsperse ledger --help`)")
+        g.add_argument("--no-ledger", action="store_true", help="do not write the proof ledger")
+
     def circuit_flags(q: argparse.ArgumentParser) -> None:
         q.add_argument("--srs", type=Path, help="a ceremony SRS file (default: a cached DEV SRS, not for production)")
         q.add_argument("--cache", type=Path, help="key/SRS cache directory (default: $DSPERSE_CACHE or ~/.cache/dsperse)")
@@ -223,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--aggregator-memory", type=float, metavar="GB",
                     help="with --aggregate: memory of the aggregation node (default: the Ray cluster's, else this machine's)")
     circuit_flags(pr)
+    ledger_flags(pr)
     pr.set_defaults(fn=cmd_prove)
 
     ap = sub.add_parser("aggregate-plan", help="what aggregating a plan would cost, before any work",
@@ -250,7 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--reference", action="store_true", help="also compare the output with onnxruntime")
     v.add_argument("--atol", type=float, default=0.05, help="absolute tolerance for --reference (default 0.05)")
     v.add_argument("--rtol", type=float, default=0.05, help="relative tolerance for --reference (default 0.05)")
+    ledger_flags(v)
     v.set_defaults(fn=cmd_verify)
+
+    lg = sub.add_parser("ledger", help="print the proof ledger: recent proofs, verifications, receipts; --summary per model",
+                        description=LEDGER_HELP, epilog=LEDGER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lg.add_argument("--ledger", type=Path, help="ledger directory (default: $DSPERSE_LEDGER, else <cache>/ledger)")
+    lg.add_argument("--model", metavar="ID", help="only this model (a prefix of its id is enough, 0x or not)")
+    lg.add_argument("--job", metavar="ID", help="only this job id")
+    lg.add_argument("--event", choices=["prove", "verify", "aggregate", "submit"], help="only this kind of row")
+    lg.add_argument("--last", type=int, metavar="N", help="only the newest N rows (default 20 for the table, "
+                    "all for --summary and the file formats; 0 = all)")
+    lg.add_argument("--summary", action="store_true", help="one row per model: jobs, proofs, mean/max prove seconds, "
+                    "verifications, aggregation steps, submissions, total/mean gas")
+    lg.add_argument("--format", choices=["table", "parquet", "csv", "json"], default="table",
+                    help="table (default, hashes cut to 12 chars), csv or json (every column, full values), "
+                    "parquet (needs -o)")
+    lg.add_argument("-o", "--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    lg.set_defaults(fn=cmd_ledger)
 
     d = sub.add_parser("demo", help="end to end on the bundled model: slice, prove, verify, receipt on a local chain")
     d.add_argument("-w", "--workdir", type=Path, default=Path("runs/demo"), help="where to write everything (default runs/demo)")
@@ -262,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_demo)
 
     add_toolchain_parser(sub)
+    add_prove_dataset_parser(sub, circuit_flags)
 
     cl = sub.add_parser("cluster", help="check Ray cluster launcher / KubeRay YAMLs offline")
     cl_sub = cl.add_subparsers(dest="cluster_command", required=True)
@@ -323,6 +393,63 @@ def add_toolchain_parser(sub) -> None:
                           description="Print the pinned versions, the install dir, the search order, and for each tool "
                           "its path, version and the place it was found; exit 1 when the toolchain is incomplete.")
     ts.set_defaults(fn=cmd_toolchain_status)
+
+
+PROVE_DATASET_HELP = """\
+Prove every row of a Parquet file (or a directory of them) on Ray: one warm SliceProver actor per
+slice, rows pipelined through them, each row into its own run directory (WORKDIR/<row>/, job id
+PREFIX/<row> or the --job-id-column value). The result is a Parquet dataset at OUT, one row per
+input: row_id, job_id, model_id, input and output (Arrow's native fixed-shape tensor type,
+arrow.fixed_shape_tensor), output_scale, input_hash, proof_sha256, run_dir, verified, seconds.
+
+Every input is checked against the plan's input shape first: a bad row fails, named, before any
+proving. Rerunning the same command proves only rows that have no finished run; OUT is replaced
+only when every row is in. Docs: docs/ray.md, "Datasets".
+"""
+
+PROVE_DATASET_EPILOG = """\
+examples:
+  python -c "import numpy as np, pyarrow as pa, pyarrow.parquet as pq; \\
+    pq.write_table(pa.table({'input': pa.FixedShapeTensorArray.from_numpy_ndarray( \\
+    np.random.rand(6, 1, 4).astype('float32'))}), 'inputs.parquet')"
+  dsperse prove-dataset model.slices inputs.parquet -o proven.parquet
+  dsperse prove-dataset model.slices inputs.parquet -o proven.parquet --job-id-column job --cluster ray://head:10001
+  python -c "import pyarrow.parquet as pq; t = pq.read_table('proven.parquet'); \\
+    print(t.column('output').combine_chunks().to_numpy_ndarray())"
+"""
+
+
+def cmd_prove_dataset(a: argparse.Namespace) -> int:
+    from . import prove_dataset
+    from .distributed import RayOptions
+
+    res = prove_dataset(a.plan, a.dataset, a.out, column=a.column, job_id_column=a.job_id_column, job_id=a.job_id,
+                        workdir=a.workdir, cluster=a.cluster, options=RayOptions.from_env(device=a.device),
+                        config=_config(a), srs=a.srs, cache=a.cache, batch_size=a.batch_size)  # fmt: skip
+    print(json.dumps({"out": str(res.out), "workdir": str(res.workdir), "rows": res.rows, "proven": res.proven,
+                      "resumed": res.resumed, "verified": res.verified, "seconds": round(res.seconds, 1)}))  # fmt: skip
+    return 0 if res.verified == res.rows else 1
+
+
+def add_prove_dataset_parser(sub, circuit_flags) -> None:
+    q = sub.add_parser("prove-dataset", help="prove every row of a Parquet file on Ray; results as a Parquet dataset",
+                       description=PROVE_DATASET_HELP, epilog=PROVE_DATASET_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("plan", type=Path, metavar="PLAN_DIR", help="slice directory (holding plan.json)")
+    q.add_argument("dataset", type=Path, metavar="INPUT.parquet", help="Parquet file or directory of input rows")
+    q.add_argument("-o", "--out", type=Path, required=True, help="output Parquet dataset (a directory of part files)")
+    q.add_argument("--column", default="input", help="the input column: a fixed-shape tensor or (nested) lists of "
+                   "numbers with the plan's input shape (default: input)")
+    q.add_argument("--job-id-column", help="take each row's job id from this column")
+    q.add_argument("--job-id", metavar="PREFIX", help="job ids PREFIX/<row> when no --job-id-column (default: OUT's name)")
+    q.add_argument("-w", "--workdir", type=Path, help="run directories, one per row (default: OUT.runs next to OUT)")
+    q.add_argument("--cluster", default="auto", help="'auto' (default: $RAY_ADDRESS, a running cluster, else a new "
+                   "local one), 'local', or a Ray address")
+    q.add_argument("--device", choices=["auto", "cpu", "gpu"], help="the prover actors' device (default: "
+                   "$DSPERSE_DEVICE, else auto)")
+    q.add_argument("--batch-size", type=int, default=64, help="rows read, and rows per output file (default 64)")
+    circuit_flags(q)
+    q.set_defaults(fn=cmd_prove_dataset)
 
 
 OPTIONAL_COMMANDS = {"dsperse.chain.cli": ("submit", "register", "receipt"), "dsperse.sampling.cli": ("market",)}

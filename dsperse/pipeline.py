@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import storage
+from . import ledger as ledger_mod, storage
 from .artifacts import Circuit, Run, SlicePlan, SliceProof, Witness
 from .backends import LocalBackend, ProverBackend
 from .circuits import CircuitConfig, compile_plan
@@ -113,6 +113,7 @@ def prove(
     aggregate: bool = False,
     aggregator_memory_bytes: float | None = None,
     device: str | None = None,
+    ledger: "ledger_mod.LedgerLike" = None,
 ) -> Run | list[Run]:
     """Prove ``inputs`` through every slice of ``plan``; returns a Run (or one per input for a batch).
 
@@ -124,12 +125,23 @@ def prove(
     them into one proof, recorded in ``run.aggregate``. See docs/aggregation.md.
     ``device`` ("auto", "cpu", "gpu") picks the Ray actors' device (default: $DSPERSE_DEVICE, else auto: GPU
     actors where the cluster has GPUs); it needs ``cluster``.
+    ``ledger`` (a path or a :class:`~dsperse.ledger.Ledger`; default ``$DSPERSE_LEDGER`` or ``<cache>/ledger``;
+    False: off) gets one Parquet file per run with a row per slice proof made (and per aggregation step);
+    a failure to write it is logged, never raised. See docs/ledger.md.
     """
     if device is not None and cluster is None:
         raise DsperseError(f"device={device!r} chooses the Ray prover actors' device; pass cluster= too")
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
     xs = load_inputs(inputs)
+    ledger = ledger_mod.resolve(ledger) or False  # a bad ledger= fails here, before any work
+    made: list[SliceProof] = []  # proofs made by this call (not resumed): the ledger's prove rows
+
+    def landed(p: SliceProof) -> None:
+        made.append(p)
+        if on_slice_proven:
+            on_slice_proven(p)
+
     with _connected(cluster):  # one Ray connection for the slices and the aggregation: both run on this cluster
         if aggregate:
             if circuits is not None:
@@ -150,7 +162,7 @@ def prove(
             from .distributed import RayOptions
 
             result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster,
-                                  config=config, progress=progress, on_slice_proven=on_slice_proven,
+                                  config=config, progress=progress, on_slice_proven=landed,
                                   options=RayOptions.from_env(device=device))  # fmt: skip
             runs = result if isinstance(result, list) else [result]
         else:
@@ -158,11 +170,13 @@ def prove(
             runs = [
                 prove_one(plan, list(circuits), x, workdir if len(xs) == 1 else workdir / str(n),
                           job_id=job_id if len(xs) == 1 else (f"{job_id}/{n}" if job_id else None), backend=backend,
-                          config=config, progress=progress, on_slice_proven=on_slice_proven)
+                          config=config, progress=progress, on_slice_proven=landed)
                 for n, x in enumerate(xs)
             ]
+        for r in runs:  # one ledger file per run
+            ledger_mod.record(ledger_mod.prove_rows(r, [p for p in made if p in r.proofs]), ledger)
         if aggregate:
-            runs = [_aggregate_run(r, agg_plan, srs, cache, on_ray=cluster is not None) for r in runs]
+            runs = [_aggregate_run(r, agg_plan, srs, cache, on_ray=cluster is not None, ledger=ledger) for r in runs]
         return runs[0] if len(xs) == 1 else runs
 
 
@@ -203,12 +217,13 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
     return agg_plan, config, the_srs.path
 
 
-def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool) -> Run:
+def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool, ledger: "ledger_mod.LedgerLike" = None) -> Run:
     from . import aggregation
 
     proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
     result = aggregation.aggregate_proofs(proofs, run.workdir / "aggregate", agg_plan, srs=srs, cache=cache,
                                           use_ray=on_ray)  # fmt: skip
+    ledger_mod.record(ledger_mod.aggregation_rows(run, result.steps, local=not on_ray), ledger)
     run.aggregate = {
         "proof": str(result.proof_path),
         "root": result.root,

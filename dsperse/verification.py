@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 import ezkl
 import numpy as np
 
-from . import _ezkl, storage
+from . import _ezkl, ledger as ledger_mod, storage
 from .artifacts import Run
 from .errors import VerificationError
 from .linking import check_links
@@ -53,6 +54,7 @@ def verify(
     chain: "ReceiptChain | None" = None,
     reference: bool = False,
     tolerance: Tolerance = Tolerance(),
+    ledger: "ledger_mod.LedgerLike" = None,
 ) -> bool:
     """Return True, or raise VerificationError (LinkError for a broken link) naming what failed.
 
@@ -62,9 +64,24 @@ def verify(
     registered there with these slices' verifiers). ``job_id``/``expected_input`` bind the check to one job: a
     valid run replayed for another job fails. ``reference`` also reruns the whole model in onnxruntime on the
     proven input and compares outputs.
+    ``ledger`` (a path or a Ledger; default $DSPERSE_LEDGER or ``<cache>/ledger``; False: off) gets one row with
+    the outcome: verified, or the error text (docs/ledger.md).
     """
-    if not isinstance(run, Run):
-        run = Run.load(run)
+    ledger = ledger_mod.resolve(ledger) or False
+    t0 = time.perf_counter()
+    try:
+        if not isinstance(run, Run):
+            run = Run.load(run)
+        ok = _verify(run, job_id=job_id, expected_input=expected_input, expected_model_id=expected_model_id,
+                     trusted_srs=trusted_srs, chain=chain, reference=reference, tolerance=tolerance)  # fmt: skip
+    except Exception as exc:
+        ledger_mod.record([ledger_mod.verify_row(run, time.perf_counter() - t0, exc, job_id)], ledger)
+        raise
+    ledger_mod.record([ledger_mod.verify_row(run, time.perf_counter() - t0, None, job_id)], ledger)
+    return ok
+
+
+def _verify(run: Run, *, job_id, expected_input, expected_model_id, trusted_srs, chain, reference, tolerance) -> bool:
     circuits, records, receipt = run.circuits, run.proofs, run.receipt
     if not (len(circuits) == len(records) == len(run.plan.slices) == receipt.slice_count):
         raise VerificationError(

@@ -5,13 +5,29 @@ made once per machine, never per test.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 
 import dsperse
 from dsperse import srs as srs_mod, zoo
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ledger_dir(tmp_path_factory) -> Iterator[Path]:
+    """Every prove/verify appends to the proof ledger (dsperse.ledger): keep the tests' rows out of the user's
+    cache by pointing $DSPERSE_LEDGER (inherited by CLI subprocesses) at a session temp dir."""
+    path = tmp_path_factory.mktemp("ledger")
+    old = os.environ.get("DSPERSE_LEDGER")
+    os.environ["DSPERSE_LEDGER"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DSPERSE_LEDGER", None)
+    else:
+        os.environ["DSPERSE_LEDGER"] = old
 
 
 @pytest.fixture(scope="session")
