@@ -128,6 +128,7 @@ def cmd_ledger(a: argparse.Namespace) -> int:
     text = export(table, a.format, a.out)
     if text is not None:
         sys.stdout.write(text)
+        sys.stdout.flush()  # before the footer on stderr
     if a.out is not None:
         print(f"{len(table)} rows written to {a.out}", file=sys.stderr)
     elif a.format == "table" and not a.summary:
