@@ -182,6 +182,29 @@ def test_record_submission_takes_a_submit_result(tmp_path):
     assert L.record_submission(res, ledger=False) is None
 
 
+def test_an_aggregation_writes_one_row_per_step(tmp_path, monkeypatch):
+    """prove(aggregate=True)'s last stage records every step of the tree (the real one needs ~20 GB: faked here)."""
+    from types import SimpleNamespace
+
+    from dsperse import aggregation, pipeline
+
+    step = lambda lvl, i, n, tr: {"path": str(tmp_path / f"aggr_l{lvl}_{i}.json"), "sha256": f"{lvl}{i}" * 32,  # noqa: E731
+                                  "logrows": 21, "transcript": tr, "n_proofs": n, "seconds": 100.0 + i,
+                                  "keys": {"reused": lvl == 1, "seconds": 300.0}}  # fmt: skip
+    steps = [[step(0, 0, 2, "poseidon"), step(0, 1, 2, "poseidon")], [step(1, 0, 2, "evm")]]
+    monkeypatch.setattr(aggregation, "aggregate_proofs",
+                        lambda *a, **k: aggregation.AggregationResult(plan=None, root=steps[-1][0], steps=steps))  # fmt: skip
+    run = SimpleNamespace(receipt=SimpleNamespace(job_id="agg-1", model_id=MODEL), plan=SimpleNamespace(slices=[0] * 4),
+                          workdir=tmp_path, proofs=[], aggregate=None, save=lambda: None)  # fmt: skip
+    agg_plan = SimpleNamespace(tree=[[2, 2], [2]], describe=lambda: "2 levels")
+    pipeline._aggregate_run(run, agg_plan, tmp_path / "srs", None, on_ray=True, ledger=tmp_path / "led")
+    rows = L.Ledger(tmp_path / "led").read(event="aggregate").to_pylist()
+    assert [r["proof_sha256"][:2] for r in rows] == ["00", "01", "10"] and {r["job_id"] for r in rows} == {"agg-1"}
+    assert rows[0]["detail"] == "level 0 step 0: 2 proofs, poseidon transcript, setup 300s"
+    assert rows[2]["detail"].endswith("evm transcript, cached keys") and rows[2]["slice_count"] == 4
+    assert rows[0]["peak_rss_bytes"] is None and rows[0]["prover"] is None  # ran on Ray: unknown here
+
+
 def test_cli_ledger_table_summary_and_formats(tmp_path, capsys):
     led = L.Ledger(tmp_path / "led")
     led.append(_rows())
