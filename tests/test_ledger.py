@@ -147,20 +147,25 @@ def test_resolve_default_path_and_off(tmp_path, monkeypatch):
 
 def test_concurrent_appends_from_two_processes(tmp_path):
     """Two writers started together: two files, every row readable, nothing torn."""
-    go = time.time() + 3.0
-    code = textwrap.dedent(f"""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    code = textwrap.dedent("""
         import sys, time
+        from pathlib import Path
         from dsperse import ledger as L
-        time.sleep(max({go} - time.time(), 0))
         rows = [L.LedgerRow("prove", job_id=sys.argv[1], slice_index=i, seconds=float(i), detail="x" * 2000)
                 for i in range(500)]
+        gate = Path(sys.argv[3])
+        (gate / sys.argv[1]).touch()
+        while len(list(gate.iterdir())) < 2:  # both imported and ready: write at the same moment
+            time.sleep(0.001)
         print(L.Ledger(sys.argv[2]).append(rows))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", code, f"job-{n}", str(tmp_path)], stdout=subprocess.PIPE, text=True)
-             for n in range(2)]  # fmt: skip
+    led = L.Ledger(tmp_path / "ledger")
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"job-{n}", str(led.path), str(gate)], stdout=subprocess.PIPE,
+                              text=True) for n in range(2)]  # fmt: skip
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    led = L.Ledger(tmp_path)
     assert sorted(str(f) for f in led.files()) == sorted(outs) and len(set(outs)) == 2
     table = led.read()
     assert table.num_rows == 1000
