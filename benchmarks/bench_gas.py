@@ -214,14 +214,14 @@ def table(result: dict) -> str:
     return out
 
 
-def record(text: str, path: Path) -> None:
-    """Replace (or append) only this benchmark's section of RESULTS.md."""
+def record(text: str, path: Path, section: str = SECTION) -> None:
+    """Replace (or append) only the ``section`` of RESULTS.md (this benchmark's by default)."""
     body = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = body.find(SECTION)
+    start = body.find(section)
     if start == -1:
         body = body.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     else:
-        nxt = body.find("\n## ", start + len(SECTION))
+        nxt = body.find("\n## ", start + len(section))
         body = body[:start] + text.rstrip("\n") + "\n" + (body[nxt:] if nxt != -1 else "")
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(body)

@@ -73,9 +73,10 @@ COMPILED_FILE = "circuits.json"
 POSEIDON_ROWS_PER_INPUT = 41
 """Rows EZKL 22.3 spends hashing one input element (measured: 16 -> 658, 256 -> 10,498, 3,072 -> 125,954 rows);
 they sit in their own columns, so a slice needs max(its own rows, the hash's rows)."""
-AUTO_HASH_MIN_INPUTS = 64
-"""Below this many input elements ``auto`` keeps the input public: each public instance costs ~1.2 k gas
-(benchmarks/RESULTS.md, "Model input"), so a smaller input saves less than ~80 k gas per receipt by hashing."""
+AUTO_HASH_MIN_INPUTS = 128
+"""Below this many input elements ``auto`` keeps the input public. Measured (benchmarks/RESULTS.md, "Model input"):
+a public input costs verifyProof ~1.1 k gas per element, a hashed one a flat ~115 k more than an empty input, so
+hashing pays from ~104 elements; it also doubles the proving time and the key at the same k."""
 
 
 def resolve_input_visibility(visibility: str, n_inputs: int, logrows: int) -> str:

@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--input-visibility", choices=["public", "hashed", "auto"], default="public",
                        help="how the proof states the model input: every element as a public instance (public, the "
                        "default), or one Poseidon hash of it (hashed: a receipt's gas no longer grows with the input, "
-                       "~41 rows per element); auto hashes inputs of 64+ elements when the hash fits the circuit size")
+                       "~41 rows per element); auto hashes inputs of 128+ elements when the hash fits the circuit size")
 
     c = sub.add_parser("compile", help="build circuits and keys for every slice (cached)",
                        description="gen_settings, calibrate, compile and setup for each slice of PLAN. Keys are cached "
