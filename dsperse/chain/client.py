@@ -51,8 +51,11 @@ MAX_CALLDATA = 120 * 1024
 """Largest calldata one submission part carries: geth's txpool refuses transactions over 128 KiB."""
 
 _hex32 = hex32
-_REEXPORTED = (FIELD, felt_to_uint, job_id_bytes, proofs_digest, signed)
-"""Names older callers import from here; they live in .encoding."""
+__all__ = ["FIELD", "felt_to_uint", "job_id_bytes", "proofs_digest", "signed"] + [  # re-exported from .encoding
+    "AggregatedSubmission", "ModelSpec", "OnchainReceipt", "OutOfGasError", "ReceiptChain", "Submission", "SubmitResult",
+    "commitment_of", "default_job_id", "expected_hashes", "model_spec", "registry_model_id", "submission_from_run",
+    "verifier_codehashes",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
