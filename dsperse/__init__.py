@@ -55,7 +55,17 @@ def compile(plan: SlicePlan | Path | str, **kwargs) -> list[Circuit]:  # noqa: A
     return compile_plan(plan, **kwargs)
 
 
+def prove_dataset(plan: SlicePlan | Path | str, dataset, out: Path | str, **kwargs):
+    """Prove every row of a Ray Dataset or Parquet file on Ray, into a Parquet dataset at ``out``.
+
+    See :func:`dsperse.distributed.dataset.prove_dataset`; Ray is imported only when this is called.
+    """
+    from .distributed.dataset import prove_dataset as on_ray
+
+    return on_ray(plan, dataset, out, **kwargs)
+
+
 __all__ = [
     "Circuit", "CircuitConfig", "DsperseError", "Edge", "Receipt", "Run", "Slice", "SlicePlan", "SliceProof", "Tolerance", "Witness",
-    "compile", "prove", "slice", "verify",
+    "compile", "prove", "prove_dataset", "slice", "verify",
 ]

@@ -8,6 +8,9 @@ Ray is joined with address="auto" ($RAY_ADDRESS is set by the job supervisor);
 run by hand it starts a local cluster. Every path is made absolute up front, so
 nothing depends on the working directory the job was started in.
 
+With --dataset PATH (Parquet of input rows) it proves every row with dsperse.prove_dataset instead
+and writes <workdir>/proven.parquet (one row per input: outputs, receipts, proof hashes; see docs/ray.md).
+
 Exit status: 0 when every run verified, 1 when anything failed (the summary says what), 2 for bad arguments.
 The last stdout line is the summary as one JSON object; it is also written to <workdir>/summary.json.
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-SPEC_KEYS = {"model", "input", "max_slices", "strategy", "workdir", "device", "actors", "job_id", "cache", "srs", "seed", "cluster"}
+SPEC_KEYS = {"model", "input", "dataset", "column", "max_slices", "strategy", "workdir", "device", "actors", "job_id", "cache", "srs", "seed", "cluster"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--spec", type=Path, help="YAML pipeline spec (pipelines/specs/demo.yaml); flags override it")
     p.add_argument("--model", type=Path, help="ONNX model (default: the bundled zoo 'mlp')")
     p.add_argument("--input", type=Path, help='input JSON {"input_data": [[...], ...]} or .npy; several rows = a batch')
+    p.add_argument("--dataset", type=Path, help="Parquet file or directory of input rows: prove every row (prove_dataset)")
+    p.add_argument("--column", help="with --dataset: the input column (default: input)")
     p.add_argument("--max-slices", type=int, dest="max_slices")
     p.add_argument("--strategy", choices=["balanced", "layers"])
     p.add_argument("--workdir", type=Path, help="where slices and runs go (default: $DSPERSE_RUNS or ~/dsperse-runs, /<job id>)")
@@ -51,13 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         unknown = set(spec) - SPEC_KEYS
         if unknown:
             p.error(f"{a.spec}: unknown keys {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
-        for k in ("model", "input", "workdir", "cache", "srs"):  # relative to the spec file, not the cwd
+        for k in ("model", "input", "dataset", "workdir", "cache", "srs"):  # relative to the spec file, not the cwd
             if spec.get(k) is not None:
                 spec[k] = (a.spec.parent / Path(spec[k]).expanduser()).resolve()
-    defaults = {"max_slices": 3, "strategy": "balanced", "device": "auto", "seed": 0, "cluster": "auto"}
+    defaults = {"column": "input", "max_slices": 3, "strategy": "balanced", "device": "auto", "seed": 0, "cluster": "auto"}
     for k in SPEC_KEYS:
         if getattr(a, k) is None:
             setattr(a, k, spec.get(k, defaults.get(k)))
+    if a.input and a.dataset:
+        p.error("--input and --dataset exclude each other")
     if a.max_slices is not None and a.max_slices < 1:
         p.error("--max-slices must be >= 1")
     return a
@@ -85,6 +92,8 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
 
         model = zoo.export("mlp", workdir / "mlp.onnx")
     plan = dsperse.slice(model, workdir / "slices", max_slices=a.max_slices, strategy=a.strategy)
+    if a.dataset:
+        return run_dataset(a, job_id, workdir, plan, model, t, time.perf_counter() - t0)
     if a.input:
         xs = load_inputs(Path(a.input).expanduser().resolve())
     else:
@@ -119,6 +128,30 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
              "provers": [p.prover for p in r.proofs], "proof_seconds": [round(p.seconds, 3) for p in r.proofs]}
             for r in runs
         ],
+        "seconds": {k: round(v, 3) for k, v in t.items()},
+    }
+
+
+def run_dataset(a: argparse.Namespace, job_id: str, workdir: Path, plan, model: Path, t: dict, slice_s: float) -> dict:
+    """--dataset: every row of a Parquet input through prove_dataset (which checks shapes first and verifies each row)."""
+    import dsperse
+    from dsperse.distributed import RayOptions
+
+    t["slice_s"] = slice_s
+    t0 = time.perf_counter()
+    circuits = dsperse.compile(plan, cache=a.cache, srs=a.srs)
+    t["compile_s"] = time.perf_counter() - t0
+    res = dsperse.prove_dataset(plan, Path(a.dataset).expanduser().resolve(), workdir / "proven.parquet", column=a.column,
+                                job_id=job_id, workdir=workdir / "run", cluster=a.cluster, circuits=circuits,
+                                options=RayOptions.from_env(device=a.device, actors=a.actors))  # fmt: skip
+    t["prove_dataset_s"] = res.seconds
+    if res.verified != res.rows:
+        raise RuntimeError(f"{res.rows - res.verified} of {res.rows} rows did not verify (column verify_error in {res.out})")
+    return {
+        "ok": True, "job_id": job_id, "model": str(model), "workdir": str(workdir), "slices": len(plan.slices),
+        "logrows": circuits[0].logrows, "keys_reused": all(c.reused for c in circuits),
+        "dataset": {"out": str(res.out), "rows": res.rows, "proven": res.proven, "resumed": res.resumed,
+                    "verified": res.verified, "rows_per_minute": round(res.rows_per_minute, 3)},
         "seconds": {k: round(v, 3) for k, v in t.items()},
     }
 
