@@ -420,12 +420,20 @@ class ReceiptChain:
         return {"verifiers": list(v), "input_scale": in_s, "output_scale": out_s, "num_inputs": n_in,
                 "num_outputs": n_out, "registrant": who, "links": links, "label": label}  # fmt: skip
 
-    def register_model(self, circuits_or_run: Run | Sequence[Circuit] | Path | str) -> str:
+    def register_model(self, circuits_or_run: Run | Sequence[Circuit] | Path | str, *, part: bool = False) -> str:
         """Deploy the slice verifiers and register the model (idempotent); returns its registry id (hex, no 0x).
 
         The id is a content hash (:func:`registry_model_id`): if it is registered, it is registered with exactly
-        this model's verifier code, scales, counts and links, whoever did it; nothing can be squatted."""
+        this model's verifier code, scales, counts and links, whoever did it; nothing can be squatted. A model must
+        state its input (public or hashed); ``part=True`` registers a suffix that starts at a committed tensor
+        (PoSP's always-proven part), whose receipts bind no input."""
         spec = model_spec(circuits_or_run)
+        if part != (spec.num_inputs == 0):
+            raise ChainError(
+                f"slice {spec.circuits[0].slice_index}'s input is {spec.circuits[0].input_visibility}: "
+                + ("a receipt would bind no model input; compile with input_visibility='public' or 'hashed', or "
+                   "register a suffix part with part=True" if not part else "a part starts at a committed tensor")
+            )  # fmt: skip
         key = registry_model_id(spec)
         reg = self.registry(deploy=True)
         if self.model(key) is not None:
@@ -437,7 +445,8 @@ class ReceiptChain:
             onchain = _hex32(bytes(reg.functions.modelKey(*args).call()))
         if onchain != key:
             raise ChainError(f"the registry computes model id {onchain}, this client {key}: verifier code differs")
-        self.transact(reg.functions.registerModel(*args), f"registering model {spec.model_id[:12]}")
+        fn = reg.functions.registerPart(*args[:4], *args[5:]) if part else reg.functions.registerModel(*args)
+        self.transact(fn, f"registering {'part' if part else 'model'} {spec.model_id[:12]}")
         return key[2:]
 
     def register_aggregated(self, label: bytes, verifier: str, layout: tuple, input_scale: int = 0,

@@ -25,7 +25,7 @@ from dsperse.chain.client import (
     registry_model_id,
     submission_from_run,
 )
-from dsperse.errors import TransactionRevertedError
+from dsperse.errors import ChainError, TransactionRevertedError
 
 pytestmark = pytest.mark.slow
 
@@ -45,14 +45,14 @@ def _calldata(chain, sub):
 
 
 def test_squat_of_a_model_label_with_other_fields_blocks_nobody(chain, other, mlp_run):
-    """The attacker registers the honest model's label first, same verifiers, but no public inputs and another
-    scale (every receipt would hash an empty input and de-quantize wrongly). It gets its own id; the honest
+    """The attacker registers the honest model's label first, same verifiers, but another input count and scale
+    (every receipt would hash another input and de-quantize wrongly). It gets its own id; the honest
     registration still lands under the content id that receipts and verify(chain=) use."""
     spec = model_spec(mlp_run)
     verifiers = [chain.deploy_verifier(c) for c in spec.circuits]
     reg = other.registry()
-    squat = (job_id_bytes(spec.model_id), verifiers, spec.input_scale + 1, spec.output_scale, 0, spec.num_outputs,
-             [list(ln) for ln in spec.links])  # fmt: skip
+    squat = (job_id_bytes(spec.model_id), verifiers, spec.input_scale + 1, spec.output_scale, spec.num_inputs + 1,
+             spec.num_outputs, [list(ln) for ln in spec.links])  # fmt: skip
     squat_id = bytes(reg.functions.modelKey(*squat).call()).hex()
     other.transact(reg.functions.registerModel(*squat))
     assert other.model(squat_id)["label"] == spec.model_id  # the label is taken...
@@ -144,3 +144,20 @@ def test_multi_tx_receipt_lands_in_parts_under_a_low_block_gas_limit(toolchain, 
         with pytest.raises(TransactionRevertedError, match="link mismatch on edge 0"):
             c.transact(reg.functions.submitPart(jid, mid, 1, [bytes(forged)], insts[1:2]))
         assert int(reg.functions.pendingNext(c.address, jid).call()) == 1
+
+
+def test_squat_with_no_public_input_is_refused(chain, other, mlp_run):
+    """numInputs = 0 would make every receipt's inputHash keccak of nothing: a receipt bound to no input. The
+    registry refuses it for a model; only registerPart (a suffix from a committed tensor, flagged isPart) has it."""
+    spec = model_spec(mlp_run)
+    verifiers = [chain.deploy_verifier(c) for c in spec.circuits]
+    reg = other.registry()
+    with pytest.raises(TransactionRevertedError, match="no public inputs: the model input must be public or hashed"):
+        other.transact(reg.functions.registerModel(job_id_bytes(spec.model_id), verifiers, spec.input_scale,
+                                                   spec.output_scale, 0, spec.num_outputs, [list(ln) for ln in spec.links]))  # fmt: skip
+    last = mlp_run.circuits[-1]
+    with pytest.raises(ChainError, match="register a suffix part with part=True"):
+        chain.register_model([last])
+    part = chain.register_model([last], part=True)
+    assert reg.functions.isPart(bytes.fromhex(part)).call() is True
+    assert reg.functions.isPart(bytes.fromhex(chain.register_model(mlp_run))).call() is False

@@ -111,7 +111,7 @@ def test_targeted_model_always_proves_its_last_slice(deploy, keys, poi, job_io, 
     """DSperse targeted verification: slice 2 is proven for every job, slices 0-1 are only sampled."""
     client, model = poi
     last = max(mlp_run.circuits, key=lambda c: c.slice_index)
-    part_model = bytes.fromhex(client.register_model([last]))  # the suffix sub-model in the registry
+    part_model = bytes.fromhex(client.register_model([last], part=True))  # the suffix sub-model in the registry
     m = deploy(poi=client.registry_address, audit_bps=0, **WINDOWS)
     req, op, anyone = Requester(m, keys["requester"]), Operator(m, keys["operator"]), Challenger(m, keys["anyone"])
     with pytest.raises(TransactionRevertedError, match="only the model's registry registrant"):
@@ -142,7 +142,7 @@ def test_targeted_model_always_proves_its_last_slice(deploy, keys, poi, job_io, 
 def test_targeted_job_without_its_always_proven_part_is_slashed(deploy, keys, poi, job_io, mlp_run, w3, books_balance):
     client, model = poi
     last = max(mlp_run.circuits, key=lambda c: c.slice_index)
-    part_model = bytes.fromhex(client.register_model([last]))  # idempotent: already registered above
+    part_model = bytes.fromhex(client.register_model([last], part=True))  # idempotent: already registered above
     m = deploy(poi=client.registry_address, audit_bps=0, **WINDOWS)
     op, anyone = Operator(m, keys["operator"]), Challenger(m, keys["anyone"])
     Requester(m, keys["operator"]).register_model(model, 3, suffix_mask(3, 2), part_model)

@@ -42,6 +42,7 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
 
     struct Model {
         bytes32 label;
+        bool part; // a suffix (registerPart): its first input is committed, its receipts bind no input
         address[] verifiers;
         Link[] links;
         uint32 inputScale;
@@ -102,9 +103,11 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
 
     /// @notice Register a model under its content id (see modelKey): `label` is the off-chain model id
     /// (sha256 over the slices' verifying keys), `verifiers` the slice verifiers in topological order, then
-    /// the fixed-point scales, how many public inputs (slice 0) and outputs (last slice) it has, and its link
-    /// table (one entry per edge). Every link must run from an earlier slice to a later one and cover whole
-    /// columns, and every slice after the first must consume at least one link. Returns the id.
+    /// the fixed-point scales, how many public inputs (slice 0: the input's elements, or its Poseidon hash) and
+    /// outputs (last slice) it has, and its link table (one entry per edge). Every link must run from an earlier
+    /// slice to a later one and cover whole columns, and every slice after the first must consume at least one
+    /// link. A model must state its input (numInputs > 0): with a committed or private first input, a receipt
+    /// would bind no input at all (every inputHash would be keccak of nothing). Returns the id.
     function registerModel(
         bytes32 label,
         address[] calldata verifiers,
@@ -114,6 +117,39 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
         uint32 numOutputs,
         Link[] calldata links
     ) external returns (bytes32 modelId) {
+        require(numInputs > 0, "no public inputs: the model input must be public or hashed (a suffix: registerPart)");
+        return _registerLinked(label, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
+    }
+
+    /// @notice Register a suffix of a model (PoSP's always-proven part), which starts at a committed tensor the
+    /// rest of the model made: its receipts state an output, not an input (numInputs must be 0), and
+    /// isPart(modelId) says so, so nobody can pass one off as a whole-model receipt.
+    function registerPart(
+        bytes32 label,
+        address[] calldata verifiers,
+        uint32 inputScale,
+        uint32 outputScale,
+        uint32 numOutputs,
+        Link[] calldata links
+    ) external returns (bytes32 modelId) {
+        modelId = _registerLinked(label, verifiers, inputScale, outputScale, 0, numOutputs, links);
+        models[modelId].part = true;
+    }
+
+    /// @notice True for a suffix registered with registerPart.
+    function isPart(bytes32 modelId) external view returns (bool) {
+        return models[modelId].part;
+    }
+
+    function _registerLinked(
+        bytes32 label,
+        address[] calldata verifiers,
+        uint32 inputScale,
+        uint32 outputScale,
+        uint32 numInputs,
+        uint32 numOutputs,
+        Link[] calldata links
+    ) internal returns (bytes32 modelId) {
         require(verifiers.length > 0, "no slice verifiers");
         modelId = modelKey(label, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
         Model storage m = _record(modelId, label, verifiers, inputScale, outputScale, numInputs, numOutputs);
