@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
@@ -40,6 +40,9 @@ from .encoding import FIELD, commitment, felt_to_uint, hex32, job_id_bytes, proo
 from .toolchain import EIP170_LIMIT, CompiledContract
 from .transport import Transport, http_web3
 from .verifiers import slice_verifier
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -309,9 +312,12 @@ class ReceiptChain:
         timeout: float = 120.0,
         owner: LocalChain | None = None,
         code_size_limit: int | None = None,
+        ledger: "Ledger | Path | str | bool | None" = None,
     ):
         self.rpc_url = rpc_url
         self.timeout = timeout
+        self.ledger = ledger
+        """Where submissions are recorded (dsperse.ledger): None the default ledger, False none."""
         self.owner = owner
         """The anvil this client started (``local()``); stopped by :meth:`close`."""
         self.code_size_limit = code_size_limit or (owner.code_size_limit if owner is not None else None) or EIP170_LIMIT
@@ -611,8 +617,11 @@ class ReceiptChain:
         return storage.write_json(Path(workdir) / PENDING_FILE, record)
 
     def _landed(self, workdir: Path, result: SubmitResult) -> None:
+        from ..ledger import record_submission
+
         storage.write_json(Path(workdir) / SUBMITTED_FILE, {**asdict(result), "rpc_url": self.rpc_url})
         (Path(workdir) / PENDING_FILE).unlink(missing_ok=True)
+        record_submission(result, workdir, self.ledger)
 
     def receipt(self, job_id: str | bytes, prover: str | None = None) -> OnchainReceipt | None:
         """The receipt of ``job_id`` (same job id text as given to submit) by ``prover`` (default: this

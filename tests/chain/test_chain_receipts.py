@@ -137,3 +137,14 @@ def test_slice_proof_from_another_model_is_rejected(chain, model_id, mlp_run, zo
     sub = submission_from_run(mlp_run, "other-model")
     assert inst == sub.instances[0]  # same public input: only the model differs
     _reverts(chain, _replace(sub, 0, proof=proof, instances=inst), "link mismatch on edge 0")
+
+
+def test_a_landed_receipt_is_recorded_in_the_proof_ledger(chain, honest, mlp_run):
+    """ReceiptChain.submit appends a submit row (tx, gas, block, chain) to the ledger ($DSPERSE_LEDGER in tests)."""
+    from dsperse.ledger import Ledger
+
+    rows = Ledger().read(event="submit").to_pylist()
+    mine = [r for r in rows if r["tx_hash"] == honest.tx_hash]
+    assert len(mine) == 1
+    assert (mine[0]["gas"], mine[0]["block"], mine[0]["chain_id"]) == (honest.gas_used, honest.block, chain.chain_id)
+    assert mine[0]["model_id"] == mlp_run.receipt.model_id
