@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 Infer = Callable[[bytes, bytes], Sequence[int]]
 
 
-def quantized_input_commitment(values: Sequence[float], scale: int) -> bytes:
-    """The inputHash ProofOfInference will store for a public slice-0 input: keccak of its field elements."""
-    import ezkl
+def quantized_input_commitment(values: Sequence[float], scale: int, visibility: str = "public") -> bytes:
+    """The inputHash ProofOfInference will store for this model input: keccak of slice 0's instances for it,
+    its quantized field elements (public input) or their Poseidon hash (hashed input)."""
+    import numpy as np
 
+    from ..receipts import input_instances
     from .market import felt_ints
 
-    return input_commitment(felt_ints([ezkl.float_to_felt(float(v), scale) for v in values]))
+    return input_commitment(felt_ints(input_instances(np.asarray(values, np.float64), scale, visibility)))
 
 
 @dataclass

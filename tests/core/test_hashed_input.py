@@ -45,6 +45,7 @@ def test_hashed_input_receipt_on_chain_commits_to_the_requesters_hash(toolchain,
     """The chain stores keccak256(Poseidon(x)) as the receipt's input hash: what a requester posts for input x,
     computed without the proofs. The public-input receipt of the same model pays for every input element."""
     from dsperse.chain.client import felt_to_uint, model_spec, registry_model_id
+    from dsperse.sampling.actors import quantized_input_commitment
     from dsperse.sampling.market import felt_ints, input_commitment
 
     with dsperse.chain.local(deployments=tmp_path / "d.json") as c:
@@ -54,6 +55,7 @@ def test_hashed_input_receipt_on_chain_commits_to_the_requesters_hash(toolchain,
         rec = c.receipt("hashed-1")
         posted = input_commitment(felt_ints(input_instances(mlp_input, hashed_run.circuits[0].input_scale, "hashed")))
         assert rec.input_hash == "0x" + posted.hex()
+        assert quantized_input_commitment(mlp_input.flatten(), hashed_run.circuits[0].input_scale, "hashed") == posted
         assert rec.input_hash == "0x" + keccak(felt_to_uint(hashed_run.receipt.input_felts[0]).to_bytes(32, "big")).hex()
         assert rec.output == pytest.approx(hashed_run.receipt.output, abs=0)
         public = c.submit(mlp_run, job_id="public-1")
