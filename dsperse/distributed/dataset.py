@@ -133,7 +133,8 @@ def prove_dataset(
             circuits = compile_plan(plan, srs=srs, cache=cache, config=config)
         circuits = list(circuits)
         limit = max_in_flight or max(4, 2 * len(circuits))
-        with _Prover(plan, circuits, config, workdir, prefix, options, ledger) as prover, _PartWriter(out, output_schema(plan), batch_size) as w:
+        prover = _Prover(plan, circuits, config, workdir, prefix, options, ledger)
+        with prover, _PartWriter(out, output_schema(plan), batch_size) as w:
             for rid, x, jid in _staged_rows(staged, batch_size):
                 prover.add(rid, x, jid)
                 while prover.open_rows() >= limit:
