@@ -6,6 +6,7 @@ pragma solidity 0.8.20;
 /// registry's receipts are exercised in test_receipts.py.
 contract MockRegistry {
     struct M {
+        uint32 numInputs;
         address[] verifiers;
         uint32 outputScale;
         uint32 numOutputs;
@@ -13,6 +14,7 @@ contract MockRegistry {
     }
 
     struct R {
+        bytes32 jobId;
         bytes32 modelId;
         bytes32 inputHash;
         bytes32 outputHash;
@@ -24,12 +26,22 @@ contract MockRegistry {
 
     /// Register `modelId` as the caller (the registrant), like ProofOfInference.registerModel.
     function setModel(bytes32 modelId, address[] calldata verifiers, uint32 outputScale, uint32 numOutputs) external {
-        models[modelId] = M(verifiers, outputScale, numOutputs, msg.sender);
+        models[modelId] = M(1, verifiers, outputScale, numOutputs, msg.sender);
+    }
+
+    /// Make `modelId` a suffix part (numInputs 0, as ProofOfInference.registerPart) or give it n inputs.
+    function setInputs(bytes32 modelId, uint32 n) external {
+        models[modelId].numInputs = n;
     }
 
     /// Store a receipt as if its proofs verified: outputHash = keccak256(abi.encodePacked(outputs)).
     function setReceipt(bytes32 rid, bytes32 modelId, bytes32 inputHash, int256[] calldata outputs) external {
-        receipts[rid] = R(modelId, inputHash, keccak256(abi.encodePacked(outputs)), msg.sender);
+        receipts[rid] = R(rid, modelId, inputHash, keccak256(abi.encodePacked(outputs)), msg.sender);
+    }
+
+    /// Receipts stored here are for the job named by their id (a market job id names its own receipt).
+    function receiptJob(bytes32 rid) external view returns (bytes32) {
+        return receipts[rid].jobId;
     }
 
     function getReceipt(bytes32 rid)
@@ -47,7 +59,7 @@ contract MockRegistry {
         returns (address[] memory, uint32, uint32, uint32, uint32, address)
     {
         M storage m = models[modelId];
-        return (m.verifiers, 7, m.outputScale, 1, m.numOutputs, m.registrant);
+        return (m.verifiers, 7, m.outputScale, m.numInputs, m.numOutputs, m.registrant);
     }
 }
 

@@ -33,9 +33,13 @@ class Registry:
         f = self.w3.eth.contract(abi=self._slice.abi, bytecode=self._slice.bytecode)
         return send(self.w3, self.key, f.constructor(tag))["contractAddress"]
 
-    def register(self, key: str, model_id: bytes, tags: list[int], output_scale: int = 7, num_outputs: int = 3) -> bytes:
-        """Register ``model_id`` with one verifier per circuit tag; ``key`` becomes its registrant."""
+    def register(self, key: str, model_id: bytes, tags: list[int], output_scale: int = 7, num_outputs: int = 3,
+                 num_inputs: int = 1) -> bytes:  # fmt: skip
+        """Register ``model_id`` with one verifier per circuit tag; ``key`` becomes its registrant. ``num_inputs=0``
+        makes it a suffix part (ProofOfInference.registerPart)."""
         send(self.w3, key, self.contract.functions.setModel(model_id, [self.slice(t) for t in tags], output_scale, num_outputs))
+        if num_inputs != 1:
+            send(self.w3, key, self.contract.functions.setInputs(model_id, num_inputs))
         return model_id
 
     def store_receipt(self, key: str, receipt_id: bytes, model_id: bytes, input_hash: bytes, outputs: list[int]) -> bytes:

@@ -255,17 +255,50 @@ def test_squat_a_model_outside_the_registry_gets_no_config_and_no_jobs(parties, 
         r.req.post_job(ghost, IN, r.op.address, FEE)
 
 
+def test_squat_a_part_configured_after_a_job_is_not_asked_of_it(parties, keys, registry):
+    """Review finding: the registrant posts jobs, then configures an always-proven part (one nobody may be able
+    to prove) before the operator settles; the part was not asked when the job was posted, so the job settles
+    and the operator is paid. Jobs posted after the configuration need the part."""
+    r = parties(audit_bps=0)
+    before = r.job(TRUE_OUT)
+    r.op.reveal_output(before, TRUE_OUT)
+    part = registry.register(keys["anyone"], model_id_bytes("late part: slice 3"), [3], num_inputs=0)
+    r.req.register_model(r.model, 3, 0b100, part)
+    after = r.job(TRUE_OUT)
+    r.op.reveal_output(after, TRUE_OUT)
+    with pytest.raises(TransactionRevertedError, match="part already proven \\(or not asked of this job\\)"):
+        r.op.prove_part(before, part)
+    mine(r.w3, WINDOWS["challenge_window"] + 1)
+    r.anyone.settle(before)
+    assert r.m.job(before).status == Status.SETTLED and r.op.credit == FEE
+    with pytest.raises(TransactionRevertedError, match="part not proven yet"):
+        r.anyone.settle(after)
+
+
+def test_squat_a_suffix_part_takes_no_jobs(parties, keys, registry):
+    """A part's receipts bind no input (it starts at a committed tensor): it cannot be offered or posted, so no
+    job can be 'proven' by a receipt of any input."""
+    r = parties()
+    part = registry.register(keys["anyone"], model_id_bytes("a suffix"), [3], num_inputs=0)
+    with pytest.raises(TransactionRevertedError, match="model not provable"):
+        r.op.offer(part, FEE, 1)
+    with pytest.raises(TransactionRevertedError, match="model not provable"):
+        r.req.post_job(part, IN, r.op.address, FEE)
+
+
 def test_squat_part_must_be_the_models_suffix(parties, keys, registry):
     """The always-proven part must run the model's last slices' verifier code (a fresh deployment of the same
     code passes) with the same outputs; a part made of other circuits is refused."""
     r = parties()
     anyone = keys["anyone"]
-    wrong_code = registry.register(anyone, model_id_bytes("part: slice 2's code"), [2])
-    too_long = registry.register(anyone, model_id_bytes("part: slices 2-3"), [2, 3])
-    other_out = registry.register(anyone, model_id_bytes("part: slice 3, 4 outputs"), [3], num_outputs=4)
-    good = registry.register(anyone, model_id_bytes("part: slice 3"), [3])
+    wrong_code = registry.register(anyone, model_id_bytes("part: slice 2's code"), [2], num_inputs=0)
+    too_long = registry.register(anyone, model_id_bytes("part: slices 2-3"), [2, 3], num_inputs=0)
+    other_out = registry.register(anyone, model_id_bytes("part: slice 3, 4 outputs"), [3], num_outputs=4, num_inputs=0)
+    not_a_part = registry.register(anyone, model_id_bytes("slice 3 as a whole model"), [3])  # states an input
+    good = registry.register(anyone, model_id_bytes("part: slice 3"), [3], num_inputs=0)
     for part, why in ((wrong_code, "part is not the model's suffix"), (too_long, "part slice count differs from the mask"),
-                      (other_out, "part outputs differ from the model's")):  # fmt: skip
+                      (other_out, "part outputs differ from the model's"),
+                      (not_a_part, "part's inputs do not fit a suffix")):  # fmt: skip
         with pytest.raises(TransactionRevertedError, match=why):
             r.req.register_model(r.model, 3, 0b100, part)
     r.req.register_model(r.model, 3, 0b100, good)

@@ -124,8 +124,11 @@ def test_targeted_model_always_proves_its_last_slice(deploy, keys, poi, job_io, 
     mine(w3, WINDOWS["audit_delay"] + 1)
     assert anyone.draw_audit(jid)[0] is False
     full = submission_from_run(mlp_run)
-    part_job = "0x" + model_id_bytes("part receipt of job 1").hex()
-    part_id = _rid(client.submit_raw(Submission(part_job, "0x" + part_model.hex(), full.proofs[-1:], full.instances[-1:])))
+    other_job = "0x" + model_id_bytes("part receipt of another job").hex()
+    other_id = _rid(client.submit_raw(Submission(other_job, "0x" + part_model.hex(), full.proofs[-1:], full.instances[-1:])))
+    with pytest.raises(TransactionRevertedError, match="part receipt is for another job"):
+        op.prove_part(jid, other_id)  # one part receipt cannot serve every job
+    part_id = _rid(client.submit_raw(Submission("0x" + jid.hex(), "0x" + part_model.hex(), full.proofs[-1:], full.instances[-1:])))
     with pytest.raises(TransactionRevertedError, match="no receipt for part"):
         op.prove_part(jid, jid)
     full_id = _rid(client.submit_raw(submission_from_run(mlp_run, "a full-model receipt")))

@@ -43,6 +43,8 @@ abstract contract AggregatedReceipt is ReceiptBase {
             "layout out of range"
         );
         require(lay.numOutputs > 0, "no public outputs");
+        // the first 16 instances are the accumulator's limbs; a receipt must state its input
+        require(lay.numInputs > 0 && lay.inputStart >= 16 && lay.outputStart >= 16, "layout must state the input after the accumulator");
         for (uint256 i = 0; i < lay.links.length; i++) {
             require(lay.links[i] < lay.numInstances, "link out of range");
         }

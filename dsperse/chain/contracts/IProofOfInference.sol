@@ -9,6 +9,9 @@ interface IReceipts {
     function getReceipt(bytes32 receiptId) external view returns (
         bytes32 modelId, bytes32 inputHash, bytes32 outputHash, int256[] memory outputs, address prover, uint256 blockNumber
     );
+
+    /// The job id a receipt was stored for (zero when there is none).
+    function receiptJob(bytes32 receiptId) external view returns (bytes32);
 }
 
 /// @notice The view of the ProofOfInference registry that the market reads: receipts of both kinds (linked

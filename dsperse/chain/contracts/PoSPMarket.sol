@@ -51,7 +51,7 @@ contract PoSPMarket {
         address requester;
         uint64 postBlock;
         Status status;
-        bool partProven; // targeted models: the always-proven part has a matching receipt
+        bool partProven; // the always-proven part has a matching receipt, or the model had none when posted
         bool outputRevealed; // the outputs behind outputHash are public (revealOutput, or a matching receipt)
         address operator;
         uint64 commitBlock;
@@ -293,7 +293,7 @@ contract PoSPMarket {
     {
         require(modelId != bytes32(0), "PoSP: zero model id");
         require(!models[modelId].registered, "PoSP: model already registered");
-        (address[] memory full, uint32 outScale, uint32 nOut, address registrant) = _poiModel(modelId);
+        (address[] memory full, uint32 outScale, uint32 nOut, address registrant,) = _poiModel(modelId);
         require(full.length > 0, "PoSP: model not in the registry");
         require(registrant == msg.sender, "PoSP: only the model's registry registrant may configure it");
         require(sliceCount == full.length, "PoSP: sliceCount differs from the registry");
@@ -312,8 +312,10 @@ contract PoSPMarket {
     /// The part must run the model's last `n` slices' verifier code (codehash: the same circuits, wherever
     /// deployed) and publish the same outputs, so its receipt's outputHash is the full model's.
     function _checkSuffix(address[] memory full, uint32 outScale, uint32 nOut, uint256 n, bytes32 partId) private view {
-        (address[] memory part, uint32 pOutScale, uint32 pOut,) = _poiModel(partId);
+        (address[] memory part, uint32 pOutScale, uint32 pOut,, uint32 pIn) = _poiModel(partId);
         require(part.length > 0, "PoSP: part model not in the registry");
+        // a proper suffix starts at a committed tensor (registerPart); a full mask is a whole model again
+        require((pIn == 0) == (n < full.length), "PoSP: part's inputs do not fit a suffix");
         require(part.length == n, "PoSP: part slice count differs from the mask");
         uint256 first = full.length - n;
         for (uint256 i = 0; i < n; i++) {
@@ -359,6 +361,8 @@ contract PoSPMarket {
         j.postBlock = uint64(block.number);
         j.status = Status.Posted;
         j.seedCommit = seedCommit;
+        // the model's targeting is fixed for this job now: a part configured later cannot be asked of it
+        j.partProven = models[modelId].provenPartModelId == bytes32(0);
         op.openJobs += 1;
         totalEscrow += msg.value;
         emit JobPosted(jobId, modelId, operator, msg.sender, inputHash, msg.value);
@@ -491,10 +495,11 @@ contract PoSPMarket {
                 || j.status == Status.Challenged,
             "PoSP: job not awaiting a proof"
         );
-        require(!j.partProven, "PoSP: part already proven");
+        require(!j.partProven, "PoSP: part already proven (or not asked of this job)");
         (bool found, bytes32 m, bytes32 i, bytes32 o) = _receipt(receiptId);
         require(found, "PoSP: no receipt for part");
         require(m == part, "PoSP: receipt is not the always-proven part");
+        require(poi.receiptJob(receiptId) == jobId, "PoSP: part receipt is for another job");
         if (models[j.modelId].alwaysProvenMask & 1 == 1) {
             // the "part" is every slice: then it starts at the job's input and must match it too
             require(i == j.inputHash, "PoSP: receipt input mismatch");
@@ -561,7 +566,7 @@ contract PoSPMarket {
             return;
         }
         require(s == Status.Cleared, "PoSP: job already closed");
-        if (models[j.modelId].provenPartModelId != bytes32(0) && !j.partProven) {
+        if (!j.partProven) {
             require(block.number > j.proofDeadline, "PoSP: always-proven part not proven yet");
             _slash(jobId, j, "missed always-proven part", j.requester);
             return;
@@ -636,19 +641,20 @@ contract PoSPMarket {
     function _poiModel(bytes32 modelId)
         private
         view
-        returns (address[] memory verifiers, uint32 outScale, uint32 nOut, address registrant)
+        returns (address[] memory verifiers, uint32 outScale, uint32 nOut, address registrant, uint32 nIn)
     {
-        try poi.getModel(modelId) returns (address[] memory v, uint32, uint32 os, uint32, uint32 no, address who) {
-            return (v, os, no, who);
+        try poi.getModel(modelId) returns (address[] memory v, uint32, uint32 os, uint32 ni, uint32 no, address who) {
+            return (v, os, no, who, ni);
         } catch {
-            return (new address[](0), 0, 0, address(0));
+            return (new address[](0), 0, 0, address(0), 0);
         }
     }
 
-    /// Only a model with slice verifiers in the registry can be proven by receipt, so only it takes jobs.
+    /// Only a model in the registry whose receipts state the input (numInputs > 0: not a suffix part) can be
+    /// proven by receipt for a job, so only it takes jobs.
     function _provable(bytes32 modelId) private view returns (bool) {
-        (address[] memory v,,,) = _poiModel(modelId);
-        return v.length > 0;
+        (address[] memory v,,,, uint32 nIn) = _poiModel(modelId);
+        return v.length > 0 && nIn > 0;
     }
 
     /// Close the validators' verdicts on a job. With a receipt (`proven`), every verdict other than the
