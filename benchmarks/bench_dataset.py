@@ -35,19 +35,13 @@ sys.path.insert(0, str(REPO))
 import dsperse  # noqa: E402
 from dsperse import zoo  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ray import table  # noqa: E402  (one table printer for the Ray benchmarks)
+
 
 def machine() -> dict:
     mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 2**20
     return {"cpus": os.cpu_count(), "mem_gib": round(mem, 1), "load_avg": [round(x, 2) for x in os.getloadavg()]}
-
-
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
 
 
 def main() -> None:
