@@ -442,7 +442,8 @@ def add_prove_dataset_parser(sub, circuit_flags) -> None:
     q.add_argument("--column", default="input", help="the input column: a fixed-shape tensor or (nested) lists of "
                    "numbers with the plan's input shape (default: input)")
     q.add_argument("--job-id-column", help="take each row's job id from this column")
-    q.add_argument("--job-id", metavar="PREFIX", help="job ids PREFIX/<row> when no --job-id-column (default: OUT's name)")
+    q.add_argument("--job-id", metavar="PREFIX", help="job ids PREFIX/<row> when no --job-id-column (default: OUT's "
+                   "name without its suffix: proven.parquet -> proven/0, proven/1, ...)")
     q.add_argument("-w", "--workdir", type=Path, help="run directories, one per row (default: OUT.runs next to OUT)")
     q.add_argument("--cluster", default="auto", help="'auto' (default: $RAY_ADDRESS, a running cluster, else a new "
                    "local one), 'local', or a Ray address")

@@ -114,7 +114,7 @@ def prove_dataset(
 
     ``column`` holds each input: a fixed-shape tensor (Arrow native or Ray's), or (nested) lists of numbers
     with ``plan.input_shape``'s element count. Job ids come from ``job_id_column``, else ``f"{job_id}/{row}"``
-    (``job_id`` defaults to the name of ``out``). Run directories go to ``workdir/<row>/`` (default:
+    (``job_id`` defaults to the name of ``out`` without its suffix). Run directories go to ``workdir/<row>/`` (default:
     ``<out>.runs`` next to ``out``). Rerunning the same call proves only rows without a finished run.
     ``max_in_flight`` bounds rows open at once (default: twice the number of slices, at least 4).
     ``ledger`` (as for ``dsperse.prove``; False: off) gets the prove rows of each row's new proofs and its verify row.
@@ -123,7 +123,7 @@ def prove_dataset(
         plan = SlicePlan.load(plan)
     out = Path(out).expanduser().resolve()
     workdir = Path(workdir).expanduser().resolve() if workdir is not None else out.with_name(out.name + ".runs")
-    prefix = job_id if job_id is not None else out.name
+    prefix = job_id if job_id is not None else out.stem
     ledger = ledger_mod.resolve(ledger) or False  # a bad ledger= fails here, before any work
     t0 = time.perf_counter()
     with connect(cluster):
