@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 WHEEL_MUST_CARRY = (
-    "dsperse/chain/contracts/ProofOfInference.sol",
-    "dsperse/chain/contracts/PoSPMarket.sol",
-    "dsperse/aggregation/AggregatedReceipt.sol",
+    # every contract the registry and the market compile together (dsperse.chain.sources reads the folder)
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "dsperse" / "chain" / "contracts").glob("*.sol")),
     "dsperse/chain/solc_wrapper.js",
     "dsperse/chain/npm/package.json",
     "dsperse/chain/npm/package-lock.json",
