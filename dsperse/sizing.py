@@ -69,17 +69,18 @@ def describe_plan(plan: "SlicePlan", circuits: "list[Circuit] | None" = None) ->
         + ("" if plan.is_chain else " (a graph)"),
         f"{'slice':>5}  {'rows':>9}  {'k':>2}  {'mem':>7}  {'from':<12}  ops / tile",
     ]
+    shown = []  # EZKL's rows when the slice is compiled, else the planner's estimate: the footer sums the same
     for s in plan.slices:
         c = by_index.get(s.index)
         rows = c.num_rows if c else s.cost
+        shown.append(rows)
         k = c.logrows if c else logrows_for(rows)
         src = ",".join(dict.fromkeys("in" if t == plan.input_name else str(producer.get(t, "?")) for t in s.inputs))
         what = s.tile or " ".join(_compact(s.op_types))
         lines.append(f"{s.index:>5}  {rows:>9,}  {k:>2}  {peak_bytes(k) / 1e9:>5.1f}GB  {src:<12}  {what}")
     groups = {s.circuit_group for s in plan.slices if s.circuit_group}
     circuits_n = len({c.key_id for c in circuits}) if circuits else (len(groups) if groups else None)
-    total = sum(s.cost for s in plan.slices)
-    lines.append(f"total rows {total:,}; largest {max(s.cost for s in plan.slices):,}"
+    lines.append(f"total rows {sum(shown):,}; largest {max(shown):,}"
                  + (f"; distinct circuits {circuits_n}" if circuits_n else ""))
     return "\n".join(lines)
 

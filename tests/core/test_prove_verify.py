@@ -118,3 +118,10 @@ def test_replay_for_another_job_or_input_is_rejected(mlp_run, mlp_input):
         dsperse.verify(mlp_run, job_id="job-2")
     with pytest.raises(VerificationError, match="different input"):
         dsperse.verify(mlp_run, expected_input=mlp_input + 0.5)
+
+
+def test_describe_with_circuits_sums_the_rows_it_shows(mlp_plan, mlp_circuits):
+    """With circuits, every row and the footer are EZKL's counts (the footer once summed the planner's estimate)."""
+    text = mlp_plan.describe(mlp_circuits)
+    rows = [c.num_rows for c in mlp_circuits]
+    assert f"total rows {sum(rows):,}; largest {max(rows):,}" in text
