@@ -19,9 +19,7 @@ survives load drifting between configs: ~1.0 means no overhead beyond proving, b
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -36,12 +34,7 @@ import dsperse  # noqa: E402
 from dsperse import zoo  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ray import table  # noqa: E402  (one table printer for the Ray benchmarks)
-
-
-def machine() -> dict:
-    mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 2**20
-    return {"cpus": os.cpu_count(), "mem_gib": round(mem, 1), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+from bench_ray import machine, save, table  # noqa: E402  (one machine record, saver and table for the Ray benchmarks)
 
 
 def main() -> None:
@@ -103,11 +96,8 @@ def main() -> None:
     table(f"{a.rows} inputs x {len(circuits)} slices on one local Ray cluster ({a.cpus} CPUs); pools started inside "
           f"each call", ["config", "wall s", "rows/min", "vs prove", "sum EZKL s", "wall / sum EZKL"], rows)
     print(f"\nprove: dsperse.verify of the {a.rows} runs afterwards took {res['prove_verify_s']:.1f}s (outside its wall)")
-    res.update(order="dataset first" if a.dataset_first else "prove first", wall_s=wall, ezkl_s=ezkl, machine_end=machine())
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"machine at end {res['machine_end']}; wrote {a.out}")
+    res.update(order="dataset first" if a.dataset_first else "prove first", wall_s=wall, ezkl_s=ezkl)
+    save(res, a.out, work)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,16 @@ print(sum(p.seconds for p in run.proofs), time.perf_counter() - t0)
 
 def machine() -> dict:
     mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 2**20
-    return {"cpus": os.cpu_count(), "mem_gib": round(mem, 1), "load_avg": os.getloadavg()}
+    return {"cpus": os.cpu_count(), "mem_gib": round(mem, 1), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def save(res: dict, out: Path, work: Path) -> None:
+    """Close a Ray benchmark run: the machine's state at the end, the figures as JSON, the work dir removed."""
+    res["machine_end"] = machine()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nmachine at end {res['machine_end']}; wrote {out}")
 
 
 def table(title: str, header: list[str], rows: list[list]) -> None:
@@ -148,11 +157,8 @@ def main() -> None:
             ["first", f"{np.mean(first_vs_rest['first']):.1f}", len(first_vs_rest["first"])],
             ["later", f"{np.mean(first_vs_rest['later']):.1f}", len(first_vs_rest["later"])],
         ])
-    res.update(wall_s=rows, per_proof_s=per_proof, cold=cold_internal, first_vs_rest=first_vs_rest, machine_end=machine())
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"\nmachine at end {res['machine_end']}; wrote {a.out}")
+    res.update(wall_s=rows, per_proof_s=per_proof, cold=cold_internal, first_vs_rest=first_vs_rest)
+    save(res, a.out, work)
 
 
 if __name__ == "__main__":
