@@ -53,7 +53,6 @@ SUBMITTED_FILE = "chain_receipt.json"
 MAX_CALLDATA = 120 * 1024
 """Largest calldata one submission part carries: geth's txpool refuses transactions over 128 KiB."""
 
-_hex32 = hex32
 __all__ = ["FIELD", "felt_to_uint", "job_id_bytes", "proofs_digest", "signed"] + [  # re-exported from .encoding
     "AggregatedSubmission", "ModelSpec", "OnchainReceipt", "OutOfGasError", "ReceiptChain", "Submission", "SubmitResult",
     "commitment_of", "default_job_id", "expected_hashes", "model_spec", "registry_model_id", "submission_from_run",
@@ -108,7 +107,7 @@ def submission_from_run(run: Run, job_id: str | bytes | None = None) -> Submissi
         instances.append(tuple(felt_to_uint(f) for col in data["instances"] for f in col))
     jid = job_id if job_id is not None else default_job_id(run)
     key = registry_model_id(model_spec(run))
-    return Submission(_hex32(job_id_bytes(jid)), key, tuple(proofs), tuple(instances))
+    return Submission(hex32(job_id_bytes(jid)), key, tuple(proofs), tuple(instances))
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,7 @@ def expected_hashes(sub: Submission, num_inputs: int, num_outputs: int) -> tuple
     outs = [signed(v) for v in sub.instances[-1][len(sub.instances[-1]) - num_outputs :]]
     ih = keccak(b"".join(v.to_bytes(32, "big") for v in ins))
     oh = keccak(b"".join(v.to_bytes(32, "big", signed=True) for v in outs))
-    return _hex32(ih), _hex32(oh)
+    return hex32(ih), hex32(oh)
 
 
 # -- model parameters from circuits ---------------------------------------------------------
@@ -276,7 +275,7 @@ def registry_model_id(spec: ModelSpec, codehashes: Sequence[bytes] | None = None
         [bytes.fromhex(spec.model_id), code, spec.input_scale, spec.output_scale, spec.num_inputs, spec.num_outputs,
          [tuple(ln) for ln in spec.links]],
     )  # fmt: skip
-    return _hex32(keccak(enc))
+    return hex32(keccak(enc))
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -448,7 +447,7 @@ class ReceiptChain:
         args = (job_id_bytes(spec.model_id), verifiers, spec.input_scale, spec.output_scale, spec.num_inputs,
                 spec.num_outputs, [list(ln) for ln in spec.links])  # fmt: skip
         with self._rpc("computing the model's registry id"):
-            onchain = _hex32(bytes(reg.functions.modelKey(*args).call()))
+            onchain = hex32(bytes(reg.functions.modelKey(*args).call()))
         if onchain != key:
             raise ChainError(f"the registry computes model id {onchain}, this client {key}: verifier code differs")
         fn = reg.functions.registerPart(*args[:4], *args[5:]) if part else reg.functions.registerModel(*args)
@@ -502,7 +501,7 @@ class ReceiptChain:
         sub = Submission.from_json(data["submission"])
         kept = data.get("registry")
         if self.registry_address is None and kept and data.get("chain_id") in (None, self.chain_id):
-            want = _hex32(keccak(hexstr=_registry_contract().deployed_bytecode))
+            want = hex32(keccak(hexstr=_registry_contract().deployed_bytecode))
             if self.codehash(kept) == want:  # the registry the first attempt used is (still) there
                 self._registry_addr = Web3.to_checksum_address(kept)
         if (workdir / Run.FILE).is_file():
@@ -535,17 +534,13 @@ class ReceiptChain:
             m = self.model(sub.model_id)
             same_output = m is not None and bytes(stored[2]).hex() == expected_hashes(sub, m["num_inputs"], m["num_outputs"])[1][2:]
             if stored[5] != 0 and stored[0] == key and same_output:
-                return SubmitResult(sub.job_id, None, int(stored[5]), None, reg.address, self.chain_id, _hex32(rid))
+                return SubmitResult(sub.job_id, None, int(stored[5]), None, reg.address, self.chain_id, hex32(rid))
         gas = self._commit(reg, sub)
         first = 0
         if landed_ok:
             with self._rpc("reading the receipt's progress"):
                 first = int(reg.functions.pendingNext(self.address, jid).call())
-        sent = self._send_parts(reg, sub, first)
-        rc = sent[-1]
-        return SubmitResult(sub.job_id, "0x" + bytes(rc["transactionHash"]).hex(), int(rc["blockNumber"]),
-                            gas + sum(int(r["gasUsed"]) for r in sent), reg.address, self.chain_id, _hex32(rid),
-                            len(sent))  # fmt: skip
+        return self._result(sub, rid, gas, self._send_parts(reg, sub, first))
 
     def _commit(self, reg, sub: Submission | AggregatedSubmission) -> int:
         """Post this account's commitment to ``sub``'s proofs unless it is already on chain; returns its gas."""
@@ -568,9 +563,14 @@ class ReceiptChain:
     def submit_aggregated_raw(self, sub: AggregatedSubmission) -> SubmitResult:
         """A commitment to the aggregate proof, then the proof in a later block (submitAggregated)."""
         gas, rc = self.send_aggregated(sub)
+        return self._result(sub, self.receipt_id(sub.job_id), gas, [rc])
+
+    def _result(self, sub: Submission | AggregatedSubmission, rid: bytes, commit_gas: int, sent: list[Any]) -> SubmitResult:
+        """What a submission that landed reports: the last transaction, every transaction's gas, the parts."""
+        rc = sent[-1]
         return SubmitResult(sub.job_id, "0x" + bytes(rc["transactionHash"]).hex(), int(rc["blockNumber"]),
-                            gas + int(rc["gasUsed"]), self.registry_address, self.chain_id,
-                            _hex32(self.receipt_id(sub.job_id)))  # fmt: skip
+                            commit_gas + sum(int(r["gasUsed"]) for r in sent), self.registry_address, self.chain_id,
+                            hex32(rid), len(sent))  # fmt: skip
 
     def send_aggregated(self, sub: AggregatedSubmission) -> tuple[int, Any]:
         """Commit (if not yet) and reveal ``sub``; returns (commitment gas, mined receipt of the reveal)."""
@@ -635,8 +635,8 @@ class ReceiptChain:
         m = self.model(bytes(model_id).hex())
         scale = m["output_scale"] if m else 0
         return OnchainReceipt(
-            job_id=_hex32(job_id_bytes(job_id)), model_id=m["label"] if m else "", registry_model_id=bytes(model_id).hex(),
-            receipt_id=_hex32(rid), input_hash=_hex32(bytes(ih)), output_hash=_hex32(bytes(oh)),
+            job_id=hex32(job_id_bytes(job_id)), model_id=m["label"] if m else "", registry_model_id=bytes(model_id).hex(),
+            receipt_id=hex32(rid), input_hash=hex32(bytes(ih)), output_hash=hex32(bytes(oh)),
             output=tuple(v / 2**scale for v in outs), output_ints=tuple(int(v) for v in outs), output_scale=scale,
             prover=Web3.to_checksum_address(who), block=int(block),
         )  # fmt: skip
