@@ -25,7 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 Event = Literal["prove", "verify", "aggregate", "submit"]
-EVENTS: tuple[str, ...] = ("prove", "verify", "aggregate", "submit")
+EVENTS: tuple[str, ...] = get_args(Event)
 SCHEMA_VERSION = "1"
 
 SCHEMA = pa.schema(

@@ -42,14 +42,21 @@ class Manifest:
     proofs: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
+    def existing(cls, path: Path, key_ids: list[str], input_digest: str, job_id: str | None) -> "Manifest | None":
+        """The manifest at ``path`` if there is one; it must be for these keys, this input and this job."""
+        if not path.exists():
+            return None
+        data = storage.read_json(path)
+        if data["key_ids"] != key_ids or data["input_digest"] != input_digest or data.get("job_id") != job_id:
+            raise DsperseError(
+                f"{path.parent} holds a run of another model, input or job; use a fresh workdir or delete it"
+            )
+        return cls(path, key_ids, input_digest, job_id, data.get("witnesses", {}), data.get("proofs", {}))
+
+    @classmethod
     def open(cls, path: Path, key_ids: list[str], input_digest: str, job_id: str | None) -> "Manifest":
-        if path.exists():
-            data = storage.read_json(path)
-            if data["key_ids"] != key_ids or data["input_digest"] != input_digest or data.get("job_id") != job_id:
-                raise DsperseError(
-                    f"{path.parent} holds a run of another model, input or job; use a fresh workdir or delete it"
-                )
-            return cls(path, key_ids, input_digest, job_id, data.get("witnesses", {}), data.get("proofs", {}))
+        if (m := cls.existing(path, key_ids, input_digest, job_id)) is not None:
+            return m
         m = cls(path, key_ids, input_digest, job_id)
         m.save()
         return m
@@ -69,6 +76,11 @@ class Manifest:
         if rec and path.exists() and rec["sha256"] == storage.sha256_file(path):
             return SliceProof(i, path, rec["sha256"], rec["seconds"], rec.get("prover", ""))
         return None
+
+
+def input_digest(x: np.ndarray, scale: int) -> str:
+    """What a run's manifest records of its input: the sha256 of its quantized field elements."""
+    return storage.sha256_bytes(*(f.encode() for f in quantize_input(x, scale)))
 
 
 def load_inputs(inputs) -> list[np.ndarray]:
@@ -262,8 +274,8 @@ class RunState:
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         storage.write_json(self.workdir / "input.json", {"input_data": [x.flatten().tolist()]})
-        digest = storage.sha256_bytes(*(f.encode() for f in quantize_input(x, circuits[0].input_scale)))
-        self.manifest = Manifest.open(self.workdir / "manifest.json", [c.key_id for c in circuits], digest, job_id)
+        self.manifest = Manifest.open(self.workdir / "manifest.json", [c.key_id for c in circuits],
+                                      input_digest(x, circuits[0].input_scale), job_id)  # fmt: skip
         self.witnesses = prepare_witnesses(plan, circuits, x, self.workdir, self.manifest)
         self.records: dict[int, SliceProof] = {}
         self.todo: list[ProveTask] = []

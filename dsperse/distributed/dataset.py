@@ -41,8 +41,7 @@ from ..artifacts import Circuit, Run, SlicePlan
 from ..circuits import CircuitConfig, compile_plan
 from ..errors import DsperseError, InputShapeError, VerificationError
 from ..model import coerce_input
-from ..pipeline import RunState
-from ..proving import quantize_input
+from ..pipeline import Manifest, RunState, input_digest
 from ..verification import verify
 from .cluster import connect
 from .pool import ProverPool, RayOptions
@@ -272,14 +271,13 @@ class _Prover:
 
     def _finished(self, wd: Path, x: np.ndarray, jid: str) -> bool:
         """True when ``wd`` holds a finished run of these keys, this input and this job id (then it is not touched)."""
-        if not (wd / Run.FILE).exists() or not (wd / "manifest.json").exists():
+        if not (wd / Run.FILE).exists():
             return False
-        m = storage.read_json(wd / "manifest.json")
-        digest = storage.sha256_bytes(*(f.encode() for f in quantize_input(x, self.circuits[0].input_scale)))
-        if m.get("key_ids") != self.key_ids or m.get("input_digest") != digest or m.get("job_id") != jid:
-            raise DsperseError(f"{wd} holds a run of another model, input or job id than row {wd.name} "
-                               "(reordered or changed dataset?); use a fresh workdir or delete it")  # fmt: skip
-        return len(m.get("proofs", {})) == len(self.circuits)
+        try:
+            m = Manifest.existing(wd / "manifest.json", self.key_ids, input_digest(x, self.circuits[0].input_scale), jid)
+        except DsperseError as exc:
+            raise DsperseError(f"row {wd.name}: {exc} (reordered or changed dataset?)") from exc
+        return m is not None and len(m.proofs) == len(self.circuits)
 
     def wait(self, block: bool) -> None:
         """Record landed proofs (wait for one when ``block``); finish rows whose last proof landed."""
