@@ -375,12 +375,7 @@ contract PoSPMarket {
         Job storage j = _job(jobId);
         require(msg.sender == j.operator, "PoSP: not the job's operator");
         require(j.status == Status.Posted, "PoSP: output already committed");
-        uint256 fee = j.fee;
-        j.fee = 0;
-        j.status = Status.Declined;
-        totalEscrow -= fee;
-        _release(j);
-        _credit(j.requester, fee);
+        _close(j, Status.Declined, j.requester);
         emit JobDeclined(jobId, msg.sender);
     }
 
@@ -697,13 +692,18 @@ contract PoSPMarket {
     }
 
     function _pay(bytes32 jobId, Job storage j) private {
-        uint256 fee = j.fee;
+        emit JobSettled(jobId, j.operator, _close(j, Status.Settled, j.operator));
+    }
+
+    /// End a job without a slash: its fee leaves escrow for `to` (the operator when paid, the requester when
+    /// declined) and the operator's slot for the model is freed.
+    function _close(Job storage j, Status status, address to) private returns (uint256 fee) {
+        fee = j.fee;
         j.fee = 0;
-        j.status = Status.Settled;
+        j.status = status;
         totalEscrow -= fee;
         _release(j);
-        _credit(j.operator, fee);
-        emit JobSettled(jobId, j.operator, fee);
+        _credit(to, fee);
     }
 
     /// Slash S (capped at what is left): the reporter gets reporterShareBps (<= 50%) of it, the rest is
