@@ -82,8 +82,9 @@ def _seeded_input():
 def _prove_mlp(work: Path, n: int):
     """The zoo MLP in ``n`` slices, proven for aggregation on the k=21 dev SRS's secret: (plan, circuits, run, srs)."""
     import dsperse
-    from dsperse import srs as srs_mod, zoo
-    from dsperse.circuits import CircuitConfig
+    from dsperse.circuits import srs as srs_mod
+    from dsperse.circuits.build import CircuitConfig
+    from dsperse.tools import zoo
 
     zoo.export("mlp", work / "mlp.onnx", 0)
     plan = dsperse.slice(work / "mlp.onnx", work / f"slices{n}", max_slices=n, strategy="layers")
@@ -152,9 +153,9 @@ def _leaf(work: Path) -> dict:
     """The zoo MLP as one for-aggr slice on the k=21 SRS's secret, and a forged copy of its proof."""
     import ezkl
 
-    from dsperse import _ezkl
     from dsperse.aggregation import proofs as P
     from dsperse.errors import ProofError
+    from dsperse.proofsystem import _ezkl
 
     plan, circuits, run, srs = _prove_mlp(work, 1)
     c = circuits[0]
@@ -177,7 +178,8 @@ def _leaf(work: Path) -> dict:
 
 def _aggr_step(args: dict) -> dict:
     """setup (cached) + aggregate of one proof; ``stock`` strips the declared accumulator as EZKL 22.3 ships it."""
-    from dsperse.aggregation import aggregate as A, proofs as P
+    from dsperse.aggregation import aggregate as A
+    from dsperse.aggregation import proofs as P
 
     inputs = args["proofs"]
     if args.get("stock"):
@@ -221,7 +223,9 @@ def _evm_roots(args: dict) -> dict:
 def _receipt_gas(chain, root_sol: Path, args: dict) -> dict:
     """Gas for the same model and input: the AggregatedReceipt over the 2-level root vs the linked receipt."""
     import dsperse
-    from dsperse.aggregation import aggregate as A, proofs as P, receipt as R
+    from dsperse.aggregation import aggregate as A
+    from dsperse.aggregation import proofs as P
+    from dsperse.aggregation import receipt as R
 
     io = R.slice_io(P.load(args["leaf"]), json.loads(Path(args["settings"]).read_text()))
     lay = R.layout([io], [[[0]], [[0]]], R.slice_instances([args["leaf"]]))
@@ -285,7 +289,8 @@ def recursion(work: Path) -> dict:
 def gas(agg: dict, chain_info: dict, work: Path) -> dict:
     """Gas of the aggregated receipt vs EVM verification of the slice proof alone (anvil)."""
     import dsperse.chain as C
-    from dsperse.aggregation import aggregate as A, receipt as R
+    from dsperse.aggregation import aggregate as A
+    from dsperse.aggregation import receipt as R
 
     keys = A.setup(chain_info["proofs"], work / "keys", logrows=pl.logrows_for(len(chain_info["proofs"])),
                    srs=chain_info["srs"], split_proofs=len(chain_info["proofs"]) > 1)  # fmt: skip

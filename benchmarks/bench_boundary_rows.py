@@ -27,8 +27,8 @@ def _relu_model(n: int, path: Path) -> None:
 def rows(n: int, vis: str, d: Path) -> int:
     import ezkl
 
-    from dsperse import _ezkl, storage
-
+    from dsperse.proofsystem import _ezkl
+    from dsperse.util import storage
     model, settings = d / f"m{n}.onnx", d / f"s{n}{vis}.json"
     _relu_model(n, model)
     ra = _ezkl.run_args(input_visibility=vis, output_visibility=vis, param_visibility="fixed", input_scale=7, param_scale=7)

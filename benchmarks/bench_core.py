@@ -21,10 +21,9 @@ import numpy as np
 
 def _measure(model: str, slices: int, workdir: str, queue) -> None:
     import dsperse
-    from dsperse import zoo
-    from dsperse.circuits import compile_plan
-
-    from dsperse import srs as srs_mod
+    from dsperse.circuits import srs as srs_mod
+    from dsperse.circuits.build import compile_plan
+    from dsperse.tools import zoo
 
     wd = Path(workdir)
     (wd / "cache").mkdir()

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import dsperse  # noqa: E402
-from dsperse import zoo  # noqa: E402
+from dsperse.tools import zoo  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ray import machine, save, table  # noqa: E402  (one machine record, saver and table for the Ray benchmarks)

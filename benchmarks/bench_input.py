@@ -42,10 +42,10 @@ def build_model(n: int, path: Path) -> Path:
 def measure(sizes: list[int], workdir: Path) -> list[dict]:
     import dsperse
     import dsperse.chain
-    from dsperse import storage
     from dsperse.chain.client import submission_from_run
     from dsperse.chain.verifiers import slice_verifier
-    from dsperse.circuits import CircuitConfig
+    from dsperse.circuits.build import CircuitConfig
+    from dsperse.util import storage
 
     rows = []
     with dsperse.chain.local(deployments=workdir / "deployments.json", gas_limit=100_000_000) as chain:

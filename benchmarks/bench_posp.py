@@ -42,7 +42,7 @@ def machine() -> str:
 def proven_run(out: Path, run_dir: Path | None):
     """A real 3-slice run of the zoo MLP (keys cached by content, so a second bench skips setup)."""
     import dsperse
-    from dsperse import zoo
+    from dsperse.tools import zoo
 
     if run_dir:
         return dsperse.Run.load(run_dir)
@@ -64,7 +64,16 @@ def measure_gas(run) -> dict:
 
     from dsperse.chain import LocalChain, ReceiptChain, submission_from_run
     from dsperse.sampling.market import (
-        ETHER, Challenger, Market, MarketConfig, Operator, Requester, Validator, felt_ints, input_commitment, mine,
+        ETHER,
+        Challenger,
+        Market,
+        MarketConfig,
+        Operator,
+        Requester,
+        Validator,
+        felt_ints,
+        input_commitment,
+        mine,
         output_hash,
     )  # fmt: skip
     from dsperse.sampling.reexec import felts_to_ints
@@ -155,7 +164,7 @@ def measure_prove_cpu(run, out: Path) -> tuple[float, float]:
     """(wall s, CPU s) of proving slice 0 once more, now (the run's own timings may come from a busy machine)."""
     import resource
 
-    from dsperse.proving import ProveTask, prove_slice
+    from dsperse.proving.tasks import ProveTask, prove_slice
 
     c = min(run.circuits, key=lambda c: c.slice_index)
     w = next(w for w in run.witnesses if w.slice_index == c.slice_index)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import dsperse  # noqa: E402
-from dsperse import zoo  # noqa: E402
+from dsperse.tools import zoo  # noqa: E402
 
 COLD = """
 import pickle, sys, time
@@ -143,7 +143,7 @@ def main() -> None:
           f"{v / (np.sum(per_proof[k]) * (len(circuits) if k == 'cold' else 1)):.2f}"] for k, v in rows.items()],
     )
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import dsperse.pipeline, ezkl"], check=True)
+    subprocess.run([sys.executable, "-c", "import dsperse.proving.run, ezkl"], check=True)
     res["import_s"] = time.perf_counter() - t0
     table("Fixed costs, seconds", ["what", "s"], [
         ["fresh python + import dsperse, ezkl", f"{res['import_s']:.1f}"],

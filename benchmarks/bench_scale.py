@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys
 from pathlib import Path
-from dsperse.proving import ProveTask, prove_slice
+from dsperse.proving.tasks import ProveTask, prove_slice
 t = json.loads(sys.argv[1])
 p = prove_slice(ProveTask(t["slice_index"], Path(t["witness"]), Path(t["compiled"]), Path(t["pk"]), Path(t["srs"]), Path(t["out"])))
 print(json.dumps({"seconds": p.seconds, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
@@ -54,8 +54,10 @@ def whole_rows(model: str, workdir: Path) -> dict:
     """The whole model as one circuit, counted by EZKL (public input and output, fixed weights); no setup."""
     import ezkl
 
-    from dsperse import _ezkl, sizing, storage, zoo
-
+    from dsperse.proofsystem import _ezkl
+    from dsperse.slicing import sizing
+    from dsperse.tools import zoo
+    from dsperse.util import storage
     wd = workdir / model / "whole-rows"
     wd.mkdir(parents=True, exist_ok=True)
     path = zoo.export(model, wd / f"{model}.onnx")
@@ -70,9 +72,10 @@ def whole_rows(model: str, workdir: Path) -> dict:
 
 def measure(model: str, mode: str, workdir: Path, gas: bool = False) -> dict:
     import dsperse
-    from dsperse import srs as srs_mod, zoo
-    from dsperse.circuits import compile_plan
-    from dsperse.pipeline import Manifest, prepare_witnesses
+    from dsperse.circuits import srs as srs_mod
+    from dsperse.circuits.build import compile_plan
+    from dsperse.proving.run import Manifest, prepare_witnesses
+    from dsperse.tools import zoo
 
     wd = workdir / model / mode.replace(":", "-")
     cache = wd / "cache"
@@ -104,9 +107,9 @@ def measure(model: str, mode: str, workdir: Path, gas: bool = False) -> dict:
         proofs.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(f"  slice {c.slice_index}: k={c.logrows} rows={c.num_rows:,} prove {proofs[-1]['seconds']:.1f}s "
               f"peak {proofs[-1]['peak_rss'] / 1e9:.2f} GB", flush=True)
-    from dsperse.pipeline import finish_run
     from dsperse.artifacts import SliceProof
-    from dsperse import storage
+    from dsperse.proving.run import finish_run
+    from dsperse.util import storage
 
     records = [SliceProof(c.slice_index, run_dir / f"proof_{c.slice_index}.json",
                           storage.sha256_file(run_dir / f"proof_{c.slice_index}.json"), p["seconds"])

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dsperse.ledger import Ledger, format_table  # noqa: E402
+from dsperse.tools.ledger import Ledger, format_table  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 

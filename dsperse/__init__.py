@@ -15,12 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .artifacts import Circuit, Edge, Receipt, Run, Slice, SlicePlan, SliceProof, Witness
-from .circuits import CircuitConfig, compile_plan
-from .errors import DsperseError
-from .pipeline import prove
-from .slicing import Strategy, slice_model
-from .verification import Tolerance, verify
+from dsperse.artifacts import Circuit, Edge, Receipt, Run, Slice, SlicePlan, SliceProof, Witness
+from dsperse.circuits.build import CircuitConfig, compile_plan
+from dsperse.errors import DsperseError
+from dsperse.linking.verification import Tolerance, verify
+from dsperse.proving.run import prove
+from dsperse.slicing.chain import Strategy, slice_model
 
 __version__ = "0.1.0"
 
@@ -37,7 +37,7 @@ def slice(  # noqa: A001 - the SDK verb is the point
     max_logrows: int | None = None,
     max_memory: str | float | None = None,
 ) -> SlicePlan:
-    """Cut ``model`` into slices; see :func:`dsperse.slicing.slice_model`.
+    """Cut ``model`` into slices; see :func:`dsperse.slicing.chain.slice_model`.
 
     ``max_logrows=16`` (or ``max_memory="4GB"``) plans a graph of slices that all fit 2^16 rows, tiling ops
     too big for that; without a target, a chain of ``max_slices`` by ``strategy``.
@@ -49,7 +49,7 @@ def slice(  # noqa: A001 - the SDK verb is the point
 
 
 def compile(plan: SlicePlan | Path | str, **kwargs) -> list[Circuit]:  # noqa: A001
-    """Circuits and keys for every slice (cached); see :func:`dsperse.circuits.compile_plan`."""
+    """Circuits and keys for every slice (cached); see :func:`dsperse.circuits.build.compile_plan`."""
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
     return compile_plan(plan, **kwargs)
@@ -60,7 +60,7 @@ def prove_dataset(plan: SlicePlan | Path | str, dataset, out: Path | str, **kwar
 
     See :func:`dsperse.distributed.dataset.prove_dataset`; Ray is imported only when this is called.
     """
-    from .distributed.dataset import prove_dataset as on_ray
+    from dsperse.distributed.dataset import prove_dataset as on_ray
 
     return on_ray(plan, dataset, out, **kwargs)
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from . import storage
-from .errors import MissingArtifactError
-from .layout import CommittedTensor, from_json as layout_from_json
+from dsperse.errors import MissingArtifactError
+from dsperse.linking.layout import CommittedTensor
+from dsperse.linking.layout import from_json as layout_from_json
+from dsperse.util import storage
 
 Visibility = Literal["public", "polycommit", "hashed", "private", "fixed"]
 T = TypeVar("T")
@@ -157,7 +158,7 @@ class SlicePlan:
 
     def describe(self, circuits: "list[Circuit] | None" = None) -> str:
         """A table of the slices and the edges between them (estimated rows, k and memory per slice)."""
-        from .sizing import describe_plan
+        from dsperse.slicing.sizing import describe_plan
 
         return describe_plan(self, circuits)
 
@@ -172,7 +173,7 @@ class SlicePlan:
             raise MissingArtifactError("slice plan", path)
         data = storage.read_json(path)
         if data["slices"] and "inputs" not in data["slices"][0]:
-            from .errors import SlicingError
+            from dsperse.errors import SlicingError
 
             raise SlicingError(f"{path} was written by an older dsperse (one input/output per slice); slice the model again")
         plan = _from_dict(cls, data)

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import DsperseError
+from dsperse.errors import DsperseError
 
 EPILOG = """\
 typical flow:
@@ -46,7 +46,7 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def cmd_slice(a: argparse.Namespace) -> int:
-    from . import slice as slice_model
+    from dsperse import slice as slice_model
 
     plan = slice_model(a.model, a.out, max_slices=a.max_slices, strategy=a.strategy, cuts=a.cuts, input_shape=a.input_shape,
                         estimate=a.estimate, max_logrows=a.max_logrows, max_memory=a.max_memory)
@@ -62,13 +62,13 @@ def cmd_slice(a: argparse.Namespace) -> int:
 
 
 def _config(a: argparse.Namespace):
-    from .circuits import CircuitConfig
+    from dsperse.circuits.build import CircuitConfig
 
     return CircuitConfig(scale=a.scale, logrows=a.logrows, input_visibility=a.input_visibility)
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
-    from . import compile as compile_plan
+    from dsperse import compile as compile_plan
 
     for c in compile_plan(a.plan, srs=a.srs, cache=a.cache, config=_config(a)):
         state = "cached" if c.reused else "set up"
@@ -78,7 +78,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
 
 
 def cmd_prove(a: argparse.Namespace) -> int:
-    from . import prove
+    from dsperse import prove
 
     memory = a.aggregator_memory * 1e9 if a.aggregator_memory else None
     result = prove(a.plan, a.input, a.workdir, srs=a.srs, cache=a.cache, config=_config(a), job_id=a.job_id, cluster=a.cluster,
@@ -118,7 +118,7 @@ examples:
 
 
 def cmd_ledger(a: argparse.Namespace) -> int:
-    from .ledger import Ledger, export
+    from dsperse.tools.ledger import Ledger, export
 
     led = Ledger(a.ledger)
     last = None if a.last == 0 else a.last if a.last is not None else (None if a.summary or a.format != "table" else 20)
@@ -137,14 +137,14 @@ def cmd_ledger(a: argparse.Namespace) -> int:
 
 
 def cmd_aggregate_plan(a: argparse.Namespace) -> int:
-    from . import aggregation
-    from .artifacts import SlicePlan
+    from dsperse import aggregation
+    from dsperse.artifacts import SlicePlan
 
     n = int(a.what) if a.what.isdigit() else len(SlicePlan.load(a.what).slices)
     if a.memory:
         the_plan = aggregation.plan(n, a.memory * 1e9)
     elif a.cluster:
-        from .distributed.cluster import connect
+        from dsperse.distributed.cluster import connect
 
         with connect(a.cluster):
             the_plan = aggregation.plan_for_cluster(n)
@@ -155,13 +155,13 @@ def cmd_aggregate_plan(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    from .pipeline import load_inputs
-    from .verification import Tolerance, verify
+    from dsperse.linking.verification import Tolerance, verify
+    from dsperse.proving.run import load_inputs
 
     expected = load_inputs(a.input)[0] if a.input else None
     chain = None
     if a.rpc:
-        from .chain import connect
+        from dsperse.chain import connect
 
         chain = connect(a.rpc, registry=a.registry)
     verify(a.run, job_id=a.job_id, expected_input=expected, expected_model_id=a.model_id, trusted_srs=a.srs,
@@ -177,10 +177,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from dsperse.tools.demo import run_demo
 
     if not a.no_chain:  # before any proving: a missing toolchain should cost seconds, not a proved run
-        from .chain.install import ensure_toolchain
+        from dsperse.chain.install import ensure_toolchain
 
         ensure_toolchain(auto_install=not a.no_install, echo=lambda line: print(f"demo: {line}"))
     return run_demo(workdir=a.workdir, slices=a.max_slices, chain=not a.no_chain, cache=a.cache)
@@ -189,7 +189,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from dsperse import __version__
 
     def of(dist: str) -> str:
         try:
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl_sub = cl.add_subparsers(dest="cluster_command", required=True)
     cv = cl_sub.add_parser("validate", help="validate YAMLs the way `ray up` does, without touching a cloud")
     cv.add_argument("files", nargs="+", type=Path)
-    cv.set_defaults(fn=lambda a: __import__("dsperse.clusters", fromlist=["main"]).main([str(f) for f in a.files]))
+    cv.set_defaults(fn=lambda a: __import__("dsperse.distributed.cluster_configs", fromlist=["main"]).main([str(f) for f in a.files]))
 
     for module, names in OPTIONAL_COMMANDS.items():
         _add_optional(sub, module, names)
@@ -358,8 +358,8 @@ Tools are looked up in $DSPERSE_NODE_MODULES, the install dir, a source checkout
 
 
 def cmd_toolchain_install(a: argparse.Namespace) -> int:
-    from .chain.install import install
-    from .chain.toolchain import ezkl_solc_path
+    from dsperse.chain.install import install
+    from dsperse.chain.toolchain import ezkl_solc_path
 
     tc = install(a.dir, force=a.force)
     print(f"toolchain: ready (anvil {tc.anvil}, solc-js {tc.solc_js}, EZKL's solc {ezkl_solc_path()})")
@@ -367,7 +367,7 @@ def cmd_toolchain_install(a: argparse.Namespace) -> int:
 
 
 def cmd_toolchain_status(a: argparse.Namespace) -> int:
-    from .chain.install import status
+    from dsperse.chain.install import status
 
     lines, ok = status()
     print("\n".join(lines))
@@ -421,8 +421,8 @@ examples:
 
 
 def cmd_prove_dataset(a: argparse.Namespace) -> int:
-    from . import prove_dataset
-    from .distributed import RayOptions
+    from dsperse import prove_dataset
+    from dsperse.distributed import RayOptions
 
     res = prove_dataset(a.plan, a.dataset, a.out, column=a.column, job_id_column=a.job_id_column, job_id=a.job_id,
                         workdir=a.workdir, cluster=a.cluster, options=RayOptions.from_env(device=a.device),
@@ -454,7 +454,8 @@ def add_prove_dataset_parser(sub, circuit_flags) -> None:
     q.set_defaults(fn=cmd_prove_dataset)
 
 
-OPTIONAL_COMMANDS = {"dsperse.chain.cli": ("submit", "register", "receipt"), "dsperse.sampling.cli": ("market",)}
+OPTIONAL_COMMANDS = {"dsperse.chain.cli": ("submit", "register", "receipt"), "dsperse.sampling.cli": ("market",),
+                     "dsperse.serve.cli": ("serve",)}
 """Areas with extra dependencies (web3, the market) and the subcommands they add."""
 
 
@@ -488,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 1), format="%(levelname)s %(name)s: %(message)s")
     if a.verbose < 2:
-        from ._ezkl import quiet_logs
+        from dsperse.proofsystem._ezkl import quiet_logs
 
         quiet_logs()
     try:

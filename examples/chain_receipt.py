@@ -20,9 +20,9 @@ import numpy as np
 
 import dsperse
 import dsperse.chain
-from dsperse import zoo
-from dsperse.receipts import input_instances
+from dsperse.linking.receipts import input_instances
 from dsperse.sampling.market import felt_ints, input_commitment
+from dsperse.tools import zoo
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--workdir", type=Path, default=None, help="where to write everything (default: a new temp dir)")

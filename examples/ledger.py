@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow.dataset as ds
 
 import dsperse
-from dsperse import zoo
-from dsperse.ledger import Ledger, format_table
+from dsperse.tools import zoo
+from dsperse.tools.ledger import Ledger, format_table
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--ledger", type=Path, default=None, help="default: $DSPERSE_LEDGER, else <cache>/ledger")

@@ -19,11 +19,20 @@ import numpy as np
 
 import dsperse
 import dsperse.chain
-from dsperse import zoo
-from dsperse.receipts import input_instances
-from dsperse.sampling.market import (ETHER, Market, MarketConfig, Operator, Requester, felt_ints, input_commitment,
-                                     mine, output_hash)
+from dsperse.linking.receipts import input_instances
+from dsperse.sampling.market import (
+    ETHER,
+    Market,
+    MarketConfig,
+    Operator,
+    Requester,
+    felt_ints,
+    input_commitment,
+    mine,
+    output_hash,
+)
 from dsperse.sampling.reexec import felts_to_ints
+from dsperse.tools import zoo
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--workdir", type=Path, default=None, help="where to write everything (default: a new temp dir)")

@@ -22,7 +22,7 @@ import numpy as np
 import ray
 
 import dsperse
-from dsperse import zoo
+from dsperse.tools import zoo
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--workdir", type=Path, default=None, help="where to write everything (default: a new temp dir)")

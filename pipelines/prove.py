@@ -78,8 +78,8 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
     """The pipeline; returns the summary (raises on any failure)."""
     import dsperse
     from dsperse.distributed import RayOptions, prove_on_ray
-    from dsperse.model import coerce_input
-    from dsperse.pipeline import load_inputs
+    from dsperse.proving.run import load_inputs
+    from dsperse.slicing.model import coerce_input
 
     workdir.mkdir(parents=True, exist_ok=True)
     t: dict[str, float] = {}
@@ -88,7 +88,7 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
     if a.model:
         model = Path(a.model).expanduser().resolve()
     else:
-        from dsperse import zoo
+        from dsperse.tools import zoo
 
         model = zoo.export("mlp", workdir / "mlp.onnx")
     plan = dsperse.slice(model, workdir / "slices", max_slices=a.max_slices, strategy=a.strategy)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "job_id": job_id, "workdir": str(workdir)}
         code = 1
     if workdir.is_dir():
-        from dsperse import storage
+        from dsperse.util import storage
 
         storage.write_json(workdir / "summary.json", summary)
     print(json.dumps(summary), flush=True)

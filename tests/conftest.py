@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 import dsperse
-from dsperse import srs as srs_mod, zoo
+from dsperse.circuits import srs as srs_mod
+from dsperse.tools import zoo
 
 
 @pytest.fixture(scope="session", autouse=True)
 def ledger_dir(tmp_path_factory) -> Iterator[Path]:
-    """Every prove/verify appends to the proof ledger (dsperse.ledger): keep the tests' rows out of the user's
+    """Every prove/verify appends to the proof ledger (dsperse.tools.ledger): keep the tests' rows out of the user's
     cache by pointing $DSPERSE_LEDGER (inherited by CLI subprocesses) at a session temp dir."""
     path = tmp_path_factory.mktemp("ledger")
     old = os.environ.get("DSPERSE_LEDGER")

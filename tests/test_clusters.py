@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsperse.clusters import (
+from dsperse.distributed.cluster_configs import (
     AGGREGATOR_MIN_MEMORY_BYTES,
     GiB,
     ClusterConfigError,

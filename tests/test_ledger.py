@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from dsperse import ledger as L
+from dsperse.tools import ledger as L
 from dsperse.cli import main
 from dsperse.errors import DsperseError
 
@@ -35,7 +35,7 @@ def test_each_batch_is_one_new_file_and_old_files_are_never_rewritten(tmp_path):
     assert first.read_bytes() == before
     assert not [p for p in led.path.iterdir() if p.name.startswith(".")]  # no temp file left behind
     assert led.append([]) is None and len(led.files()) == 2
-    assert pq.read_schema(first).metadata[b"dsperse.ledger.schema"] == L.SCHEMA_VERSION.encode()
+    assert pq.read_schema(first).metadata[b"dsperse.tools.ledger.schema"] == L.SCHEMA_VERSION.encode()
 
 
 def test_the_row_dataclass_and_the_schema_name_the_same_columns():
@@ -119,7 +119,7 @@ class _Collect(logging.Handler):
 def test_a_write_failure_is_a_warning_never_an_error(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    seen, logger = _Collect(), logging.getLogger("dsperse.ledger")
+    seen, logger = _Collect(), logging.getLogger("dsperse.tools.ledger")
     logger.addHandler(seen)
     try:
         assert L.record(_rows(), blocker) is None
@@ -151,7 +151,7 @@ def test_concurrent_appends_from_two_processes(tmp_path):
     code = textwrap.dedent("""
         import sys, time
         from pathlib import Path
-        from dsperse import ledger as L
+        from dsperse.tools import ledger as L
         rows = [L.LedgerRow("prove", job_id=sys.argv[1], slice_index=i, seconds=float(i), detail="x" * 2000)
                 for i in range(500)]
         gate = Path(sys.argv[3])
@@ -190,8 +190,9 @@ def test_an_aggregation_writes_one_row_per_step(tmp_path, monkeypatch):
     """prove(aggregate=True)'s last stage records every step of the tree (the real one needs ~20 GB: faked here)."""
     from types import SimpleNamespace
 
-    from dsperse import aggregation, pipeline
+    from dsperse import aggregation
 
+    from dsperse.proving import run as pipeline
     step = lambda lvl, i, n, tr: {"path": str(tmp_path / f"aggr_l{lvl}_{i}.json"), "sha256": f"{lvl}{i}" * 32,  # noqa: E731
                                   "logrows": 21, "transcript": tr, "n_proofs": n, "seconds": 100.0 + i,
                                   "keys": {"reused": lvl == 1, "seconds": 300.0}}  # fmt: skip

@@ -35,7 +35,7 @@ WHEEL_MUST_CARRY = (
     "dsperse/chain/solc_wrapper.js",
     "dsperse/chain/npm/package.json",
     "dsperse/chain/npm/package-lock.json",
-    "dsperse/srs_ifft.cjs",
+    "dsperse/circuits/srs_ifft.cjs",
 )
 
 

@@ -16,10 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import AggregationError
-from . import aggregate  # the module (its aggregate() is aggregate.aggregate); setup etc. re-exported below
-from .aggregate import AggregateProof, AggregationKeys, evm_calldata, evm_verifier, mock, setup, verify_aggr
-from .planning import (
+from dsperse.aggregation import (
+    aggregate,  # the module (its aggregate() is aggregate.aggregate); setup etc. re-exported below
+)
+from dsperse.aggregation.aggregate import (
+    AggregateProof,
+    AggregationKeys,
+    evm_calldata,
+    evm_verifier,
+    mock,
+    setup,
+    verify_aggr,
+)
+from dsperse.aggregation.planning import (
     AggregationEstimate,
     AggregationNode,
     AggregationPlan,
@@ -30,6 +39,7 @@ from .planning import (
     max_fan_in,
     plan,
 )
+from dsperse.errors import AggregationError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +59,7 @@ class AggregationResult:
 def plan_for_cluster(n_proofs: int, *, node_memory_bytes: float | Sequence[float] | None = None, **kw) -> AggregationPlan:
     """:func:`plan` with node memory from the connected Ray cluster (its 'aggregator' nodes if any) unless given."""
     if node_memory_bytes is None:
-        from .ray_task import candidate_memory, cluster_nodes
+        from dsperse.aggregation.ray_task import candidate_memory, cluster_nodes
 
         node_memory_bytes = candidate_memory(cluster_nodes())
     return plan(n_proofs, node_memory_bytes, **kw)
@@ -69,7 +79,7 @@ def aggregate_proofs(
     ``use_ray=None``: use Ray when it is initialized. Level-0 steps link their slices in-circuit
     (split proofs); higher levels fold the aggregates below them.
     """
-    from . import ray_task as R
+    from dsperse.aggregation import ray_task as R
 
     if len(proof_paths) != the_plan.n_proofs:
         raise AggregationError(f"plan is for {the_plan.n_proofs} proofs, got {len(proof_paths)}")

@@ -12,8 +12,9 @@ from pathlib import Path
 def _generate(vk: Path, settings: Path, srs: Path, logrows: int, out: Path) -> None:
     import ezkl
 
-    from dsperse import _ezkl, storage
     from dsperse.errors import AggregationError
+    from dsperse.proofsystem import _ezkl
+    from dsperse.util import storage
 
     with storage.atomic_path(out) as tmp_sol, storage.atomic_path(out.with_suffix(".abi")) as tmp_abi:
         _ezkl.call_async("create_evm_verifier_aggr", AggregationError, ezkl.create_evm_verifier_aggr,
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--logrows", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    from dsperse._ezkl import child_exit
+    from dsperse.proofsystem._ezkl import child_exit
 
     child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.logrows, a.out))
 

@@ -1,6 +1,6 @@
 """EZKL 22.3 aggregation: keys cached by content, aggregate, verify_aggr, mock, the aggregated EVM verifier.
 
-Every EZKL call goes through :func:`dsperse._ezkl.call`. Keys depend only on
+Every EZKL call goes through :func:`dsperse.proofsystem._ezkl.call`. Keys depend only on
 the structure of the inner proofs (protocols, instance counts, split links),
 the circuit size and the SRS, so they are cached under
 ``<cache>/aggregation/<key_id>/`` and made once per model (setup is minutes
@@ -24,11 +24,12 @@ from typing import Sequence
 import ezkl
 from filelock import FileLock
 
-from .. import _ezkl, storage
-from ..errors import AggregationError
-from ..srs import SRS, cache_dir, resolve
-from . import proofs as P
-from .planning import ACCUMULATOR_LIMBS, logrows_for
+from dsperse.aggregation import proofs as P
+from dsperse.aggregation.planning import ACCUMULATOR_LIMBS, logrows_for
+from dsperse.circuits.srs import SRS, cache_dir, resolve
+from dsperse.errors import AggregationError
+from dsperse.proofsystem import _ezkl
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def evm_verifier(keys: AggregationKeys, template_settings: Path | str, dest: Pat
     """
     dest = Path(dest)
     settings = settings_for_verifier(keys, template_settings, dest.with_suffix(".settings.json"))
-    from ..chain.toolchain import ensure_ezkl_solc
+    from dsperse.chain.toolchain import ensure_ezkl_solc
 
     ensure_ezkl_solc()
     args = ["--vk", str(keys.vk), "--settings", str(settings), "--srs", str(keys.srs), "--logrows", str(keys.logrows),

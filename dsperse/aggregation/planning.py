@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from ..errors import AggregationError
+from dsperse.errors import AggregationError
 
 GIB = 1024**3
 GB = 10**9

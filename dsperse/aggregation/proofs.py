@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import storage
-from ..errors import AggregationError
-from .planning import ACCUMULATOR_LIMBS
+from dsperse.aggregation.planning import ACCUMULATOR_LIMBS
+from dsperse.errors import AggregationError
+from dsperse.util import storage
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,6 @@ def structure_digest(datas: Sequence[dict[str, Any]], *, split_proofs: bool) -> 
 
 def instances(data: dict[str, Any]) -> list[int]:
     """Flattened public instances as integers (EZKL writes little-endian hex field elements)."""
-    from ..chain.encoding import felts_to_uints
+    from dsperse.chain.encoding import felts_to_uints
 
     return felts_to_uints(f for col in data["instances"] for f in col)

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import AggregationError
-from .planning import GB, AggregationEstimate
+from dsperse.aggregation.planning import GB, AggregationEstimate
+from dsperse.errors import AggregationError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class StepSpec:
 
 def run_step(spec: StepSpec) -> dict:
     """Setup (cached) + aggregate for one step, in this process. Returns the AggregateProof as a dict."""
-    from . import aggregate as A
+    from dsperse.aggregation import aggregate as A
 
     keys = A.setup(list(spec.proofs), spec.workdir, logrows=spec.logrows, srs=spec.srs,
                    split_proofs=spec.split_proofs, cache=spec.cache)  # fmt: skip

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import storage
-from ..artifacts import Run
-from ..chain.encoding import ZERO32, bytes32_id, felts_to_uints, hex32, uints_hash
-from ..errors import AggregationError, ChainError
-from . import proofs as P
-from .planning import ACCUMULATOR_LIMBS
+from dsperse.aggregation import proofs as P
+from dsperse.aggregation.planning import ACCUMULATOR_LIMBS
+from dsperse.artifacts import Run
+from dsperse.chain.encoding import ZERO32, bytes32_id, felts_to_uints, hex32, uints_hash
+from dsperse.errors import AggregationError, ChainError
+from dsperse.util import storage
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def input_hash(instances: Sequence[int], lay: ReceiptLayout) -> bytes:
 
 def deploy_verifier(chain: Any, verifier_sol: Path) -> str:
     """Compile and deploy an aggregated verifier; returns its address. ``chain`` is a ReceiptChain."""
-    from ..chain.toolchain import EIP170_LIMIT, compile_solidity
+    from dsperse.chain.toolchain import EIP170_LIMIT, compile_solidity
 
     compiled = compile_solidity({"AggregateVerifier.sol": Path(verifier_sol)})
     if len(compiled) != 1:
@@ -182,7 +182,7 @@ def submit(chain: Any, model_id: str | bytes, job_id: str | bytes, proof: bytes,
            expected_input_hash: bytes = ZERO32) -> Any:  # fmt: skip
     """Commit to the aggregate, then reveal it (one transaction each): the registry checks the layout's links
     and the aggregate and stores the receipt. Returns the mined receipt of the reveal."""
-    from ..chain.client import AggregatedSubmission
+    from dsperse.chain.client import AggregatedSubmission
 
     sub = AggregatedSubmission(hex32(bytes32_id(job_id)), hex32(bytes32_id(model_id)), "0x" + bytes(proof).hex(),
                                tuple(int(v) for v in instances), hex32(expected_input_hash))  # fmt: skip
@@ -230,7 +230,7 @@ def run_keys(run: Run):
 
 def step_keys(step: dict):
     """The aggregation keys recorded in one step's dict (ray_task.run_step's result)."""
-    from .aggregate import AggregationKeys
+    from dsperse.aggregation.aggregate import AggregationKeys
 
     k = dict(step["keys"])
     for name in ("vk", "pk", "srs"):
@@ -249,7 +249,7 @@ def deploy_for_run(chain: Any, run: Run, verifier_dir: Path | str | None = None,
     found in the chain's deployments file when already deployed (same code), else generated, deployed and
     recorded; the model is registered with it and the run's layout (idempotent). With ``register`` False a
     missing verifier or registration raises instead."""
-    from .aggregate import evm_verifier
+    from dsperse.aggregation.aggregate import evm_verifier
 
     keys = run_keys(run)
     name = f"{run.receipt.model_id}:{keys.key_id}"
@@ -276,8 +276,8 @@ def deploy_for_run(chain: Any, run: Run, verifier_dir: Path | str | None = None,
 
 def submission_for_run(run: Run, model_id: str, job_id: str | bytes | None = None):
     """The run's aggregate as an AggregatedSubmission, pinned to the run's own quantized input."""
-    from ..chain.client import AggregatedSubmission, default_job_id
-    from .aggregate import evm_calldata
+    from dsperse.aggregation.aggregate import evm_calldata
+    from dsperse.chain.client import AggregatedSubmission, default_job_id
 
     pb, inst = evm_calldata(_aggregate_of(run)["proof"])
     jid = bytes32_id(job_id if job_id is not None else default_job_id(run))

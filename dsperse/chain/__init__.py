@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .anvil import Anvil, LocalChain
-from .client import (
+from dsperse.chain.anvil import Anvil, LocalChain
+from dsperse.chain.client import (
     AggregatedSubmission,
     OnchainReceipt,
     OutOfGasError,
@@ -28,9 +28,9 @@ from .client import (
     expected_hashes,
     submission_from_run,
 )
-from .encoding import FIELD, felt_to_uint, job_id_bytes, signed
-from .toolchain import CompiledContract, compile_solidity, ensure_ezkl_solc, find_toolchain
-from .transport import GasPolicy, Transport, revert_reason
+from dsperse.chain.encoding import FIELD, felt_to_uint, job_id_bytes, signed
+from dsperse.chain.toolchain import CompiledContract, compile_solidity, ensure_ezkl_solc, find_toolchain
+from dsperse.chain.transport import GasPolicy, Transport, revert_reason
 
 
 def local(*, gas_limit: int | None = None, code_size_limit: int | None = None, deployments: Path | str | None = None) -> ReceiptChain:

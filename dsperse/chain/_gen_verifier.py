@@ -14,8 +14,9 @@ from pathlib import Path
 def _generate(vk: Path, settings: Path, srs: Path, out: Path, reusable: bool = False, vka: Path | None = None) -> None:
     import ezkl
 
-    from dsperse import _ezkl, storage
     from dsperse.errors import ChainError
+    from dsperse.proofsystem import _ezkl
+    from dsperse.util import storage
 
     with storage.atomic_path(out) as tmp_sol, storage.atomic_path(out.with_suffix(".abi")) as tmp_abi:
         _ezkl.call_async("create_evm_verifier", ChainError, ezkl.create_evm_verifier,
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reusable", action="store_true", help="EZKL's experimental reusable verifier (benchmarks only)")
     p.add_argument("--vka", type=Path, help="also write the verifying-key artifact for the reusable verifier here")
     a = p.parse_args(argv)
-    from dsperse._ezkl import child_exit
+    from dsperse.proofsystem._ezkl import child_exit
 
     child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.out, a.reusable, a.vka))
 

@@ -17,8 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ChainUnavailableError, ToolchainError
-from .toolchain import find_toolchain
+from dsperse.chain.toolchain import find_toolchain
+from dsperse.errors import ChainUnavailableError, ToolchainError
 
 DEFAULT_GAS_LIMIT = 30_000_000
 """anvil's default block gas limit, also Ethereum mainnet's for years: the bench caps slice counts with it."""

@@ -27,7 +27,7 @@ def _chain_flags(q: argparse.ArgumentParser) -> None:
 
 
 def _client(a: argparse.Namespace):
-    from . import connect
+    from dsperse.chain import connect
 
     key = a.private_key or os.environ.get("DSPERSE_PRIVATE_KEY") or None
     return connect(a.rpc, private_key=key, registry=a.registry, deployments=a.deployments)
@@ -38,9 +38,9 @@ def _print(a: argparse.Namespace, obj: dict, text: str) -> None:
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
-    from ..artifacts import Run
-    from ..errors import ChainError
-    from .client import PENDING_FILE
+    from dsperse.artifacts import Run
+    from dsperse.chain.client import PENDING_FILE
+    from dsperse.errors import ChainError
 
     client = _client(a)
     pending = (a.run / PENDING_FILE).is_file()
@@ -68,7 +68,7 @@ def cmd_register(a: argparse.Namespace) -> int:
 
 
 def cmd_receipt(a: argparse.Namespace) -> int:
-    from ..errors import ChainError
+    from dsperse.errors import ChainError
 
     client = _client(a)
     rec = client.receipt(a.job_id, prover=a.prover)

@@ -30,19 +30,20 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3 import Web3
 
-from .. import linking, storage
-from ..artifacts import Circuit, Edge, Run
-from ..errors import ChainError, ChainUnavailableError, LinkError, OutOfGasError
-from . import sources
-from .anvil import LocalChain
-from .deployments import Deployments, default_path
-from .encoding import FIELD, commitment, felt_to_uint, hex32, job_id_bytes, proofs_digest, signed
-from .toolchain import EIP170_LIMIT, CompiledContract
-from .transport import Transport, http_web3
-from .verifiers import slice_verifier
+from dsperse.artifacts import Circuit, Edge, Run
+from dsperse.chain import sources
+from dsperse.chain.anvil import LocalChain
+from dsperse.chain.deployments import Deployments, default_path
+from dsperse.chain.encoding import FIELD, commitment, felt_to_uint, hex32, job_id_bytes, proofs_digest, signed
+from dsperse.chain.toolchain import EIP170_LIMIT, CompiledContract
+from dsperse.chain.transport import Transport, http_web3
+from dsperse.chain.verifiers import slice_verifier
+from dsperse.errors import ChainError, ChainUnavailableError, LinkError, OutOfGasError
+from dsperse.linking import links as linking
+from dsperse.util import storage
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from dsperse.tools.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,8 @@ def model_spec(circuits_or_run: Run | Sequence[Circuit] | Path | str) -> ModelSp
 
     The links come from the run's plan (every edge, a graph or a chain); given only circuits, they form a chain.
     """
-    from ..receipts import input_instance_count, model_id as compute_model_id
+    from dsperse.linking.receipts import input_instance_count
+    from dsperse.linking.receipts import model_id as compute_model_id
 
     src = circuits_or_run
     if isinstance(src, (str, Path)):
@@ -316,7 +318,7 @@ class ReceiptChain:
         self.rpc_url = rpc_url
         self.timeout = timeout
         self.ledger = ledger
-        """Where submissions are recorded (dsperse.ledger): None the default ledger, False none."""
+        """Where submissions are recorded (dsperse.tools.ledger): None the default ledger, False none."""
         self.owner = owner
         """The anvil this client started (``local()``); stopped by :meth:`close`."""
         self.code_size_limit = code_size_limit or (owner.code_size_limit if owner is not None else None) or EIP170_LIMIT
@@ -553,7 +555,7 @@ class ReceiptChain:
     def submit_aggregated(self, run: Run, job_id: str | bytes | None = None, *, register: bool = True) -> SubmitResult:
         """Submit the run's aggregate, pinned to the run's own input; the aggregated model (verifier + layout)
         is deployed and registered first unless ``register`` is False (then it must be already)."""
-        from ..aggregation import receipt as R
+        from dsperse.aggregation import receipt as R
 
         _, model = R.deploy_for_run(self, run, register=register)
         result = self.submit_aggregated_raw(R.submission_for_run(run, model, job_id))
@@ -617,7 +619,7 @@ class ReceiptChain:
         return storage.write_json(Path(workdir) / PENDING_FILE, record)
 
     def _landed(self, workdir: Path, result: SubmitResult) -> None:
-        from ..ledger import record_submission
+        from dsperse.tools.ledger import record_submission
 
         storage.write_json(Path(workdir) / SUBMITTED_FILE, {**asdict(result), "rpc_url": self.rpc_url})
         (Path(workdir) / PENDING_FILE).unlink(missing_ok=True)

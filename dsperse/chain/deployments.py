@@ -15,13 +15,13 @@ from typing import Callable
 
 from filelock import FileLock
 
-from .. import storage
+from dsperse.util import storage
 
 
 def default_path() -> Path:
     if env := os.environ.get("DSPERSE_DEPLOYMENTS"):
         return Path(env).expanduser()
-    from ..srs import cache_dir
+    from dsperse.circuits.srs import cache_dir
 
     return cache_dir() / "evm" / "deployments.json"
 

@@ -21,11 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ToolchainError
-from .toolchain import (
-    ANVIL_PACKAGE, CAST_PACKAGE, INSTALL_COMMAND, MANIFEST_DIR, SOLC_VERSION, Toolchain, _checkout_node_modules,
-    _node_modules_dirs, ensure_ezkl_solc, ezkl_solc_path, find_toolchain, locate, package_version, toolchain_dir,
+from dsperse.chain.toolchain import (
+    ANVIL_PACKAGE,
+    CAST_PACKAGE,
+    INSTALL_COMMAND,
+    MANIFEST_DIR,
+    SOLC_VERSION,
+    Toolchain,
+    _checkout_node_modules,
+    _node_modules_dirs,
+    ensure_ezkl_solc,
+    ezkl_solc_path,
+    find_toolchain,
+    locate,
+    package_version,
+    toolchain_dir,
 )  # fmt: skip
+from dsperse.errors import ToolchainError
 
 MIN_NODE_MAJOR = 20
 """The foundry npm packages declare engines.node >= 20."""

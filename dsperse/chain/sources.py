@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ChainError
-from .toolchain import CompiledContract, compile_solidity
+from dsperse.chain.toolchain import CompiledContract, compile_solidity
+from dsperse.errors import ChainError
 
 CONTRACTS_DIR = Path(__file__).with_name("contracts")
 

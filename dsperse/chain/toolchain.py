@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .. import storage
-from ..errors import ToolchainError
+from dsperse.errors import ToolchainError
+from dsperse.util import storage
 
 SOLC_VERSION = "0.8.20"
 INSTALL_COMMAND = "dsperse toolchain install"
@@ -47,7 +47,7 @@ def toolchain_dir() -> Path:
     """
     if env := os.environ.get("DSPERSE_TOOLCHAIN"):
         return Path(env).expanduser()
-    from ..srs import cache_dir
+    from dsperse.circuits.srs import cache_dir
 
     return cache_dir() / "toolchain"
 
@@ -154,7 +154,7 @@ def missing_reason() -> str | None:
 
 
 def _cache_root() -> Path:
-    from ..srs import cache_dir
+    from dsperse.circuits.srs import cache_dir
 
     return cache_dir() / "evm"
 

@@ -23,7 +23,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
-from ..errors import ChainError, ChainUnavailableError, OutOfGasError, TransactionRevertedError
+from dsperse.errors import ChainError, ChainUnavailableError, OutOfGasError, TransactionRevertedError
 
 _ERROR_SELECTOR = "0x08c379a0"  # Error(string)
 _PANIC_SELECTOR = "0x4e487b71"  # Panic(uint256)

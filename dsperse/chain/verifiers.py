@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import _ezkl, storage
-from ..errors import ChainError, ToolchainError
-from .toolchain import EIP170_LIMIT, CompiledContract, compile_solidity, ensure_ezkl_solc
+from dsperse.chain.toolchain import EIP170_LIMIT, CompiledContract, compile_solidity, ensure_ezkl_solc
+from dsperse.errors import ChainError, ToolchainError
+from dsperse.proofsystem import _ezkl
+from dsperse.util import storage
 
 GENERATE_TIMEOUT_S = 900
 
@@ -33,7 +34,7 @@ def verifier_key(vk: Path, settings: Path) -> str:
 
 
 def _cache_root(cache: Path | str | None) -> Path:
-    from ..srs import cache_dir
+    from dsperse.circuits.srs import cache_dir
 
     return cache_dir(cache) / "evm" / "verifiers"
 

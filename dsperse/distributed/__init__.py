@@ -9,10 +9,17 @@ reaches it lazily through ``dsperse.prove(..., cluster=...)``.
 """
 from __future__ import annotations
 
-from .cluster import ActorResources, ClusterError, NoGPUError, ProverPlacementError, connect, plan_resources
-from .dataset import DatasetResult, output_schema, prove_dataset
-from .pool import ProverPool, RayOptions
-from .runner import prove_on_ray
+from dsperse.distributed.cluster import (
+    ActorResources,
+    ClusterError,
+    NoGPUError,
+    ProverPlacementError,
+    connect,
+    plan_resources,
+)
+from dsperse.distributed.dataset import DatasetResult, output_schema, prove_dataset
+from dsperse.distributed.pool import ProverPool, RayOptions
+from dsperse.distributed.runner import prove_on_ray
 
 __all__ = [
     "ActorResources", "ClusterError", "DatasetResult", "NoGPUError", "ProverPlacementError", "ProverPool", "RayOptions",

@@ -36,7 +36,7 @@ class SliceProver:
         if device == "gpu":
             os.environ.setdefault("ENABLE_ICICLE_GPU", "true")  # used only by a source-built ezkl with icicle
         t0 = time.perf_counter()
-        from .. import proving  # noqa: F401  (imports ezkl once per process)
+        from dsperse.proving import tasks as proving  # noqa: F401  (imports ezkl once per process)
 
         self.device = device
         root = node_cache_root(node_cache)
@@ -52,7 +52,7 @@ class SliceProver:
         """Use the driver's paths, or write the shipped bytes once into the node cache."""
         if not blobs:
             return files
-        from .. import storage
+        from dsperse.util import storage
 
         out = dict(files)
         for what, (name, ref) in blobs.items():
@@ -74,7 +74,7 @@ class SliceProver:
 
     def prove(self, slice_index: int, witness: bytes, proof_type: str) -> dict:
         """Prove one slice for one input; returns the proof bytes and how long EZKL took."""
-        from ..proving import ProveTask, prove_slice
+        from dsperse.proving.tasks import ProveTask, prove_slice
 
         f = self.files[slice_index]
         work = Path(tempfile.mkdtemp(prefix=f"dsperse-prove-s{slice_index}-"))  # private: a retry never sees a half-written file

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Mapping
 
-from ..errors import ClusterError, NoGPUError, ProverPlacementError  # noqa: F401 - re-exported (dsperse.distributed)
+from dsperse.errors import ClusterError, NoGPUError, ProverPlacementError  # noqa: F401 - re-exported (dsperse.distributed)
 
 log = logging.getLogger(__name__)
 

@@ -36,15 +36,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from .. import ledger as ledger_mod, storage
-from ..artifacts import Circuit, Run, SlicePlan
-from ..circuits import CircuitConfig, compile_plan
-from ..errors import DsperseError, InputShapeError, VerificationError
-from ..model import coerce_input
-from ..pipeline import Manifest, RunState, input_digest
-from ..verification import verify
-from .cluster import connect
-from .pool import ProverPool, RayOptions
+from dsperse.artifacts import Circuit, Run, SlicePlan
+from dsperse.circuits.build import CircuitConfig, compile_plan
+from dsperse.distributed.cluster import connect
+from dsperse.distributed.pool import ProverPool, RayOptions
+from dsperse.errors import DsperseError, InputShapeError, VerificationError
+from dsperse.linking.verification import verify
+from dsperse.proving.run import Manifest, RunState, input_digest
+from dsperse.slicing.model import coerce_input
+from dsperse.tools import ledger as ledger_mod
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 

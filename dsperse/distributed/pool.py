@@ -16,13 +16,12 @@ from typing import Callable, Literal, Sequence
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from .. import storage
-from ..artifacts import Circuit, SliceProof
-from ..errors import DsperseError, ProofError
-from ..proving import ProveTask
-from .actors import RemoteSliceProver
-from ..errors import ProverPlacementError
-from .cluster import ActorResources, Device, plan_resources, single_node
+from dsperse.artifacts import Circuit, SliceProof
+from dsperse.distributed.actors import RemoteSliceProver
+from dsperse.distributed.cluster import ActorResources, Device, plan_resources, single_node
+from dsperse.errors import DsperseError, ProofError, ProverPlacementError
+from dsperse.proving.tasks import ProveTask
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Callable, Sequence
 import numpy as np
 import ray
 
-from ..artifacts import Circuit, Run, SlicePlan, SliceProof
-from ..circuits import CircuitConfig
-from ..errors import DsperseError
-from ..pipeline import RunState
-from .cluster import connect
-from .pool import ProverPool, RayOptions
+from dsperse.artifacts import Circuit, Run, SlicePlan, SliceProof
+from dsperse.circuits.build import CircuitConfig
+from dsperse.distributed.cluster import connect
+from dsperse.distributed.pool import ProverPool, RayOptions
+from dsperse.errors import DsperseError
+from dsperse.proving.run import RunState
 
 log = logging.getLogger(__name__)
 

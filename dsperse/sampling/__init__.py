@@ -11,6 +11,6 @@ See docs/posp.md.
 """
 from __future__ import annotations
 
-from .economics import Economics, expected_profit, min_audit_probability, min_slash
+from dsperse.sampling.economics import Economics, expected_profit, min_audit_probability, min_slash
 
 __all__ = ["Economics", "expected_profit", "min_audit_probability", "min_slash"]

@@ -17,9 +17,9 @@ from typing import Callable, Mapping, Sequence
 
 from web3 import Web3
 
-from ..errors import TransactionRevertedError
-from .market import Challenger, Market, Operator, Status, Validator, input_commitment, output_hash
-from .reexec import SliceCircuit, reexecute
+from dsperse.errors import TransactionRevertedError
+from dsperse.sampling.market import Challenger, Market, Operator, Status, Validator, input_commitment, output_hash
+from dsperse.sampling.reexec import SliceCircuit, reexecute
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def quantized_input_commitment(values: Sequence[float], scale: int, visibility: 
     its quantized field elements (public input) or their Poseidon hash (hashed input)."""
     import numpy as np
 
-    from ..receipts import input_instances
-    from .market import felt_ints
+    from dsperse.linking.receipts import input_instances
+    from dsperse.sampling.market import felt_ints
 
     return input_commitment(felt_ints(input_instances(np.asarray(values, np.float64), scale, visibility)))
 

@@ -12,7 +12,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from ..errors import DsperseError
+from dsperse.errors import DsperseError
 
 MARKET_EPILOG = """\
 how a job goes (every step is one command; anyone may run draw and settle):
@@ -62,7 +62,7 @@ def parse_amount(text: str) -> int:
 
 
 def _bytes32(text: str) -> bytes:
-    from .market import model_id_bytes
+    from dsperse.sampling.market import model_id_bytes
 
     return model_id_bytes(text)
 
@@ -77,7 +77,7 @@ def _ints(text: str) -> list[int]:
 def _w3(a):
     from web3 import Web3
 
-    from ..errors import ChainUnavailableError
+    from dsperse.errors import ChainUnavailableError
 
     if not a.rpc:
         raise ChainUnavailableError("no RPC endpoint: pass --rpc URL or set $DSPERSE_RPC")
@@ -88,7 +88,7 @@ def _w3(a):
 
 
 def _key(a) -> str:
-    from ..errors import ChainError
+    from dsperse.errors import ChainError
 
     key = a.private_key or os.environ.get("DSPERSE_PRIVATE_KEY")
     if not key:
@@ -97,8 +97,8 @@ def _key(a) -> str:
 
 
 def _market(a):
-    from ..errors import ChainError
-    from .market import Market
+    from dsperse.errors import ChainError
+    from dsperse.sampling.market import Market
 
     if not a.market:
         raise ChainError("which market? pass --market ADDRESS or set $DSPERSE_MARKET (see `dsperse market deploy`)")
@@ -118,7 +118,7 @@ def _tx_summary(rc: dict) -> str:
 
 
 def cmd_deploy(a) -> int:
-    from .market import Market, MarketConfig
+    from dsperse.sampling.market import Market, MarketConfig
 
     cfg = MarketConfig(a.min_stake, a.slash, a.bond, a.audit_bps, a.reporter_share_bps, a.commit_window, a.audit_delay,
                        a.proof_window, a.challenge_window, a.unstake_delay, a.quorum)  # fmt: skip
@@ -129,7 +129,7 @@ def cmd_deploy(a) -> int:
 
 
 def cmd_register_model(a) -> int:
-    from .market import Requester, suffix_mask
+    from dsperse.sampling.market import Requester, suffix_mask
 
     mask, part = 0, b"\0" * 32
     if a.always_proven_from is not None:
@@ -141,7 +141,7 @@ def cmd_register_model(a) -> int:
 
 
 def cmd_stake(a) -> int:
-    from .market import Operator
+    from dsperse.sampling.market import Operator
 
     op = Operator(_market(a), _key(a))
     rc = op.stake(a.amount)
@@ -150,7 +150,7 @@ def cmd_stake(a) -> int:
 
 
 def cmd_offer(a) -> int:
-    from .market import Operator
+    from dsperse.sampling.market import Operator
 
     op = Operator(_market(a), _key(a))
     model = _bytes32(a.model_id)
@@ -161,7 +161,7 @@ def cmd_offer(a) -> int:
 
 
 def cmd_post_job(a) -> int:
-    from .market import Requester, input_commitment
+    from dsperse.sampling.market import Requester, input_commitment
 
     ih = _bytes32(a.input_hash) if a.input_hash else input_commitment(Path(a.input_file).read_bytes())
     secret = _bytes32(a.secret) if a.secret else None
@@ -174,21 +174,21 @@ def cmd_post_job(a) -> int:
 
 
 def cmd_reveal(a) -> int:
-    from .market import Requester
+    from dsperse.sampling.market import Requester
 
     sampled, rc = Requester(_market(a), _key(a)).reveal_seed(_bytes32(a.job_id), _bytes32(a.secret))
     return _out(a, {"sampled": sampled}, ("AUDITED: a proof is due" if sampled else "not sampled") + f" ({_tx_summary(rc)})")
 
 
 def cmd_reveal_output(a) -> int:
-    from .market import Operator
+    from dsperse.sampling.market import Operator
 
     rc = Operator(_market(a), _key(a)).reveal_output(_bytes32(a.job_id), a.outputs)
     return _out(a, {"revealed": True}, f"outputs revealed ({_tx_summary(rc)})")
 
 
 def cmd_validator(a) -> int:
-    from .market import Validator
+    from dsperse.sampling.market import Validator
 
     v = Validator(_market(a), _key(a))
     if a.action == "stake":
@@ -209,7 +209,7 @@ def cmd_validator(a) -> int:
 
 
 def _out_hash(a) -> bytes:
-    from .market import output_hash
+    from dsperse.sampling.market import output_hash
 
     if a.outputs is not None:
         return output_hash(a.outputs)
@@ -219,7 +219,7 @@ def _out_hash(a) -> bytes:
 
 
 def cmd_commit(a) -> int:
-    from .market import Operator
+    from dsperse.sampling.market import Operator
 
     h = _out_hash(a)
     rc = Operator(_market(a), _key(a)).commit(_bytes32(a.job_id), h)
@@ -227,28 +227,28 @@ def cmd_commit(a) -> int:
 
 
 def cmd_decline(a) -> int:
-    from .market import Operator
+    from dsperse.sampling.market import Operator
 
     rc = Operator(_market(a), _key(a)).decline(_bytes32(a.job_id))
     return _out(a, {"declined": True}, f"job declined, fee credited back to the requester ({_tx_summary(rc)})")
 
 
 def cmd_draw(a) -> int:
-    from .market import Role
+    from dsperse.sampling.market import Role
 
     sampled, rc = Role(_market(a), _key(a)).draw_audit(_bytes32(a.job_id))
     return _out(a, {"sampled": sampled}, ("AUDITED: a proof is due" if sampled else "not sampled") + f" ({_tx_summary(rc)})")
 
 
 def cmd_challenge(a) -> int:
-    from .market import Challenger
+    from dsperse.sampling.market import Challenger
 
     rc = Challenger(_market(a), _key(a)).challenge(_bytes32(a.job_id), a.bond)
     return _out(a, {"challenged": True}, f"challenged with a {a.bond} wei bond ({_tx_summary(rc)})")
 
 
 def cmd_prove(a) -> int:
-    from .market import Role
+    from dsperse.sampling.market import Role
 
     m = _market(a)
     jid = _bytes32(a.job_id)
@@ -259,14 +259,14 @@ def cmd_prove(a) -> int:
 
 
 def cmd_prove_part(a) -> int:
-    from .market import Role
+    from dsperse.sampling.market import Role
 
     rc = Role(_market(a), _key(a)).prove_part(_bytes32(a.job_id), _bytes32(a.receipt_id))
     return _out(a, {"part_proven": True}, f"always-proven part shown ({_tx_summary(rc)})")
 
 
 def cmd_verdict(a) -> int:
-    from .market import Validator
+    from dsperse.sampling.market import Validator
 
     m = _market(a)
     rc = Validator(m, _key(a)).submit_verdict(_bytes32(a.job_id), _out_hash(a))
@@ -274,7 +274,7 @@ def cmd_verdict(a) -> int:
 
 
 def cmd_settle(a) -> int:
-    from .market import Role
+    from dsperse.sampling.market import Role
 
     m = _market(a)
     jid = _bytes32(a.job_id)
@@ -285,7 +285,7 @@ def cmd_settle(a) -> int:
 
 
 def cmd_unstake(a) -> int:
-    from .market import Operator
+    from dsperse.sampling.market import Operator
 
     op = Operator(_market(a), _key(a))
     rc = op.request_unstake()
@@ -293,14 +293,14 @@ def cmd_unstake(a) -> int:
 
 
 def cmd_withdraw_stake(a) -> int:
-    from .market import Operator
+    from dsperse.sampling.market import Operator
 
     rc = Operator(_market(a), _key(a)).withdraw_stake()
     return _out(a, {"withdrawn": True}, f"stake withdrawn ({_tx_summary(rc)})")
 
 
 def cmd_withdraw(a) -> int:
-    from .market import Role
+    from dsperse.sampling.market import Role
 
     r = Role(_market(a), _key(a))
     amount = r.credit
@@ -324,7 +324,7 @@ def cmd_show(a) -> int:
 
 
 def cmd_economics(a) -> int:
-    from .economics import Economics, expected_profit, min_audit_probability, min_slash
+    from dsperse.sampling.economics import Economics, expected_profit, min_audit_probability, min_slash
 
     p_star = min_audit_probability(a.R, a.S, a.C, a.r, a.proof_cost)
     e = Economics(a.R, a.S, a.C, a.r, proof_cost=a.proof_cost)
@@ -339,8 +339,8 @@ def cmd_economics(a) -> int:
 def cmd_simulate(a) -> int:
     import ray
 
-    from .economics import Economics
-    from .simulation import SimConfig, plot_profit_vs_p, sweep
+    from dsperse.sampling.economics import Economics
+    from dsperse.sampling.simulation import SimConfig, plot_profit_vs_p, sweep
 
     e = Economics(a.R, a.S, a.C, a.r, a.K, a.proof_cost)
     base = SimConfig(e, 0.0, n_operators=a.operators, jobs_per_operator=a.jobs, q=a.q, seed=a.seed,

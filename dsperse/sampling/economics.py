@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import SamplingError
+from dsperse.errors import SamplingError
 
 Strategy = Literal["honest", "cheat", "mixed", "collude"]
 STRATEGIES: tuple[Strategy, ...] = ("honest", "cheat", "mixed", "collude")

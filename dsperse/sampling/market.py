@@ -24,9 +24,9 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.logs import DISCARD
 
-from ..chain import sources
-from ..chain.encoding import bytes32_id, felts_to_uints, ints_hash, uints_hash
-from ..chain.transport import GasPolicy, Transport
+from dsperse.chain import sources
+from dsperse.chain.encoding import bytes32_id, felts_to_uints, ints_hash, uints_hash
+from dsperse.chain.transport import GasPolicy, Transport
 
 CONTRACT_PATH = sources.CONTRACTS_DIR / "PoSPMarket.sol"
 BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"

@@ -14,10 +14,11 @@ from typing import Sequence
 
 import ezkl
 
-from .. import _ezkl, storage
-from ..chain.encoding import felts_to_ints
-from ..errors import MissingArtifactError, ProofError
-from .market import output_hash
+from dsperse.chain.encoding import felts_to_ints
+from dsperse.errors import MissingArtifactError, ProofError
+from dsperse.proofsystem import _ezkl
+from dsperse.sampling.market import output_hash
+from dsperse.util import storage
 
 __all__ = ["SliceCircuit", "felts_to_ints", "reexecute", "witness_output_felts"]
 

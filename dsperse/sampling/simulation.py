@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import SamplingError
-from .economics import STRATEGIES, Economics, expected_profit, min_audit_probability
+from dsperse.errors import SamplingError
+from dsperse.sampling.economics import STRATEGIES, Economics, expected_profit, min_audit_probability
 
 _CODES = {s: i for i, s in enumerate(STRATEGIES)}
 SEED_SCHEMES = ("commit-reveal", "blockhash")
@@ -309,7 +309,7 @@ def plot_profit_vs_p(results: Sequence[SimResult], out_dir: Path | str, name: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..storage import atomic_path
+    from dsperse.util.storage import atomic_path
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,8 @@ def prove_for_aggregation():
     """prove(model, x, work) -> (run, srs): the model as ONE slice, proved for aggregation (Poseidon transcript,
     the k=21 SRS's secret), as ``prove(aggregate=True)`` proves its slices."""
     import dsperse
-    from dsperse import srs as srs_mod
-    from dsperse.circuits import CircuitConfig
+    from dsperse.circuits import srs as srs_mod
+    from dsperse.circuits.build import CircuitConfig
 
     def prove(model, x, work):
         plan = dsperse.slice(model, work / "slices", max_slices=1)

@@ -12,9 +12,9 @@ import ezkl
 import pytest
 
 import dsperse
-from dsperse import _ezkl
+from dsperse.proofsystem import _ezkl
 from dsperse.aggregation import aggregate as A, proofs as P
-from dsperse.circuits import CircuitConfig
+from dsperse.circuits.build import CircuitConfig
 from dsperse.errors import AggregationError, ProofError
 
 POINT = 32  # a G1 point in a Poseidon-transcript proof is 32 bytes (compressed)
@@ -102,8 +102,9 @@ def test_mock_aggregate_rejects_a_broken_link(proof_paths, tampered_slice1, tmp_
 
 def test_derived_small_srs_has_the_same_secret(mlp_plan, mlp_circuits, mlp_input, tmp_path):
     """A k=15 SRS derived from a k=16 one gives the slice a byte-identical verifying key (same secret)."""
-    from dsperse import srs as srs_mod, storage
-    from dsperse import srs_shrink
+    from dsperse.circuits import srs as srs_mod
+    from dsperse.util import storage
+    from dsperse.circuits import srs_shrink
     from dsperse.errors import CircuitError, SRSError
 
     try:

@@ -15,8 +15,8 @@ from dsperse.aggregation import aggregate as A, receipt as R
 from dsperse.aggregation.proofs import load as load_proof
 from dsperse.chain.client import felt_to_uint, signed
 from dsperse.errors import TransactionRevertedError
-from dsperse.proving import quantize_input
-from dsperse.storage import read_json
+from dsperse.proving.tasks import quantize_input
+from dsperse.util.storage import read_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.bigmem(20)]
 

@@ -15,10 +15,11 @@ import json
 
 import pytest
 
-from dsperse import _ezkl, aggregation
+from dsperse import aggregation
+from dsperse.proofsystem import _ezkl
 from dsperse.aggregation import aggregate as A, proofs as P, receipt as R
 from dsperse.errors import ProofError, TransactionRevertedError
-from dsperse.storage import read_json
+from dsperse.util.storage import read_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.bigmem(20)]
 

@@ -14,7 +14,7 @@ from dsperse.chain.client import Submission, expected_hashes, felt_to_uint, subm
 from dsperse.chain.toolchain import find_toolchain
 from dsperse.chain.verifiers import slice_verifier
 from dsperse.errors import TransactionRevertedError
-from dsperse.proving import ProveTask, generate_witness, prove_slice, witness_outputs
+from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, witness_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +141,7 @@ def test_slice_proof_from_another_model_is_rejected(chain, model_id, mlp_run, zo
 
 def test_a_landed_receipt_is_recorded_in_the_proof_ledger(chain, honest, mlp_run):
     """ReceiptChain.submit appends a submit row (tx, gas, block, chain) to the ledger ($DSPERSE_LEDGER in tests)."""
-    from dsperse.ledger import Ledger
+    from dsperse.tools.ledger import Ledger
 
     rows = Ledger().read(event="submit").to_pylist()
     mine = [r for r in rows if r["tx_hash"] == honest.tx_hash]

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import dsperse.chain
-from dsperse import layout, linking
+from dsperse.linking import layout, links as linking
 from dsperse.chain.client import Submission, felt_to_uint, job_id_bytes, model_spec, registry_model_id, submission_from_run
 from dsperse.chain.verifiers import slice_verifier
 from dsperse.errors import LinkError, TransactionRevertedError
-from dsperse.proving import ProveTask, generate_witness, prove_slice, read_proof, witness_outputs
+from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, read_proof, witness_outputs
 
 pytestmark = pytest.mark.slow
 

@@ -92,7 +92,7 @@ def test_demo_installs_a_missing_toolchain_before_proving(monkeypatch, tmp_path,
 
     monkeypatch.setattr(inst, "find_toolchain", missing)
     monkeypatch.setattr(inst, "install", lambda dest=None, **kw: calls.append("install"))
-    monkeypatch.setattr("dsperse.demo.run_demo", lambda **kw: calls.append("demo") or 0)
+    monkeypatch.setattr("dsperse.tools.demo.run_demo", lambda **kw: calls.append("demo") or 0)
     assert cli.main(["demo", "-w", str(tmp_path)]) == 0
     assert calls == ["install", "demo"]
     assert "demo: EVM toolchain incomplete, missing: anvil; installing it now into" in capsys.readouterr().out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import dsperse
-from dsperse.circuits import CircuitConfig
+from dsperse.circuits.build import CircuitConfig
 from dsperse.errors import AggregationError, CircuitError
 
 

@@ -12,14 +12,16 @@ import onnxruntime as ort
 import pytest
 
 import dsperse
-from dsperse import circuits as circuits_mod, sizing, storage
+from dsperse.circuits import build as circuits_mod
+from dsperse.slicing import sizing
+from dsperse.util import storage
 from dsperse.artifacts import Run, SliceProof
 from dsperse.errors import AggregationError, LinkError, SlicingError
-from dsperse.linking import links, proof_bytes
-from dsperse.model import load_model
-from dsperse.proving import ProveTask, generate_witness, prove_slice, witness_output_tensors
-from dsperse.slicing import _node_cost, reference_model_output, reference_tensors
-from dsperse.tiling import tile_model
+from dsperse.linking.links import links, proof_bytes
+from dsperse.slicing.model import load_model
+from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, witness_output_tensors
+from dsperse.slicing.chain import _node_cost, reference_model_output, reference_tensors
+from dsperse.slicing.tiling import tile_model
 
 
 def _ort(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

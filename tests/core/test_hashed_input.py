@@ -10,9 +10,9 @@ import pytest
 from eth_utils import keccak
 
 import dsperse
-from dsperse.circuits import AUTO_HASH_MIN_INPUTS, CircuitConfig, resolve_input_visibility
+from dsperse.circuits.build import AUTO_HASH_MIN_INPUTS, CircuitConfig, resolve_input_visibility
 from dsperse.errors import VerificationError
-from dsperse.receipts import input_instances
+from dsperse.linking.receipts import input_instances
 
 pytestmark = pytest.mark.slow
 

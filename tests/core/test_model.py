@@ -10,7 +10,7 @@ import dsperse
 from dsperse.errors import (
     DynamicShapeError, InputShapeError, MalformedModelError, MissingArtifactError, UnsupportedOpError,
 )
-from dsperse.model import coerce_input, load_model
+from dsperse.slicing.model import coerce_input, load_model
 
 
 def _save(model: onnx.ModelProto, path):

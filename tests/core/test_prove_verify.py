@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import dsperse
-from dsperse import storage
+from dsperse.util import storage
 from dsperse.artifacts import Run, SliceProof
 from dsperse.errors import LinkError, VerificationError
-from dsperse.linking import links, proof_bytes
-from dsperse.proving import ProveTask, generate_witness, prove_slice, witness_outputs
-from dsperse.slicing import reference_model_output
+from dsperse.linking.links import links, proof_bytes
+from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, witness_outputs
+from dsperse.slicing.chain import reference_model_output
 
 pytestmark = pytest.mark.slow
 

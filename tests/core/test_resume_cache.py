@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import dsperse
-from dsperse.backends import LocalBackend
+from dsperse.proving.backends import LocalBackend
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import pytest
 
 import dsperse
 from dsperse.errors import SlicingError
-from dsperse.model import load_model
-from dsperse.slicing import analyse, reference_model_output, reference_outputs
+from dsperse.slicing.model import load_model
+from dsperse.slicing.chain import analyse, reference_model_output, reference_outputs
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "residual", "transformer"])
@@ -77,7 +77,7 @@ def test_max_slices_must_be_positive(zoo_model, tmp_path):
 def test_ezkl_row_estimate_balances_on_real_rows(zoo_model, tmp_path):
     import ezkl
 
-    from dsperse import _ezkl
+    from dsperse.proofsystem import _ezkl
 
     plan = dsperse.slice(zoo_model("cnn"), tmp_path, max_slices=3, estimate="ezkl")
     assert len(plan.slices) == 3

@@ -12,7 +12,7 @@ import pytest
 
 import dsperse
 from dsperse.errors import InputShapeError
-from dsperse.ledger import Ledger
+from dsperse.tools.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import ezkl
 import pytest
 
 from dsperse.distributed import ProverPool, RayOptions
-from dsperse.proving import ProveTask
+from dsperse.proving.tasks import ProveTask
 
 pytestmark = pytest.mark.slow
 

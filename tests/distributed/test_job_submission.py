@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import dsperse
-from dsperse import storage
-from dsperse.receipts import model_id
+from dsperse.util import storage
+from dsperse.linking.receipts import model_id
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import dsperse
-from dsperse import storage
+from dsperse.util import storage
 from dsperse.distributed import NoGPUError, ProverPool, RayOptions, prove_on_ray
-from dsperse.proving import ProveTask, witness_outputs
+from dsperse.proving.tasks import ProveTask, witness_outputs
 
 pytestmark = pytest.mark.slow
 

@@ -32,10 +32,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .errors import DsperseError
+from dsperse.errors import DsperseError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .artifacts import Run, SliceProof
+    from dsperse.artifacts import Run, SliceProof
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ SCHEMA = pa.schema(
         pa.field("workdir", pa.string()),
         pa.field("detail", pa.string()),
     ],
-    metadata={"dsperse.ledger.schema": SCHEMA_VERSION},
+    metadata={"dsperse.tools.ledger.schema": SCHEMA_VERSION},
 )
 """One fixed schema for every file; a column a row does not know is null."""
 
@@ -113,7 +113,7 @@ def default_path() -> Path:
     """$DSPERSE_LEDGER, else ``<cache dir>/ledger``."""
     if env := os.environ.get("DSPERSE_LEDGER"):
         return Path(env).expanduser()
-    from .srs import cache_dir
+    from dsperse.circuits.srs import cache_dir
 
     return cache_dir() / "ledger"
 
@@ -298,7 +298,7 @@ def peak_rss_bytes() -> int | None:
 
 
 def this_process() -> str:
-    """How :func:`dsperse.proving.prove_slice` names a prover running in this process."""
+    """How :func:`dsperse.proving.tasks.prove_slice` names a prover running in this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -324,7 +324,7 @@ def prove_rows(run: "Run", proofs: Iterable["SliceProof"]) -> list[LedgerRow]:
 
 def verify_row(run: "Run | Path | str", seconds: float, error: BaseException | None, job_id: str | None = None) -> LedgerRow:
     """The outcome of one ``verify``: verified=True, or False with the error text (and the failing slice)."""
-    from .artifacts import Run
+    from dsperse.artifacts import Run
 
     known = _run_fields(run) if isinstance(run, Run) else {"workdir": str(run), "job_id": job_id}
     return LedgerRow(
@@ -353,7 +353,7 @@ def aggregation_rows(run: "Run", steps: Sequence[Sequence[dict]], *, local: bool
 
 def submission_row(result: Any, run: "Run | Path | str | None" = None) -> LedgerRow:
     """A row for a chain submission (``dsperse.chain.client.SubmitResult``; read by field name)."""
-    from .artifacts import Run
+    from dsperse.artifacts import Run
 
     if run is not None and not isinstance(run, Run):
         run = Run.load(run)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from . import storage
-from .errors import SRSError
-from .srs import SRS, cache_dir
+from dsperse.circuits.srs import SRS, cache_dir
+from dsperse.errors import SRSError
+from dsperse.util import storage
 
 FR = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 ROOT_OF_UNITY_2_28 = 0x03DDB9F5166D18B798865EA93DD31F743215CF6DD39329C8D34F1ED960C37C9C
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def _node_path() -> str:
-    from .chain.toolchain import _node_modules_dirs
+    from dsperse.chain.toolchain import _node_modules_dirs
 
     for d in _node_modules_dirs():
         if (d / "ffjavascript").is_dir():

@@ -1,6 +1,6 @@
 """Plan a model as a graph of slices, every one within a target circuit size.
 
-The planner tiles every op too big for the target (:mod:`dsperse.tiling`), lays the rewritten graph out in
+The planner tiles every op too big for the target (:mod:`dsperse.slicing.tiling`), lays the rewritten graph out in
 topological order with each tile's nodes together, and cuts it into consecutive pieces, each as large as the
 target allows. A spatial tile (a band of output rows) is always a slice of its own, written with canonical
 tensor names: its bands are then byte-identical ONNX files, hence one circuit and one set of keys. A piece
@@ -24,11 +24,12 @@ import onnx
 from onnx import helper
 from onnx.utils import Extractor
 
-from . import sizing, storage
-from .artifacts import Slice, SlicePlan
-from .errors import SlicingError
-from .model import LoadedModel
-from .tiling import tensor_shapes, tile_model
+from dsperse.artifacts import Slice, SlicePlan
+from dsperse.errors import SlicingError
+from dsperse.slicing import sizing
+from dsperse.slicing.model import LoadedModel
+from dsperse.slicing.tiling import tensor_shapes, tile_model
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class _Piece:
 
 def plan_graph(lm: LoadedModel, root: Path, max_logrows: int, *, estimate: str = "ezkl") -> SlicePlan:
     """Slice ``lm`` so that every slice fits ``2^max_logrows`` rows; write the slices and ``plan.json`` to ``root``."""
-    from .slicing import _node_cost
+    from dsperse.slicing.chain import _node_cost
 
     budget = sizing.row_budget(max_logrows)
     forced: dict[str, int] = {}
@@ -162,7 +163,7 @@ def _with_source(proto: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
 
 def _plan_cost(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
     """The MAC/element heuristic, plus what EZKL charges for a window cut out for spatial tiles."""
-    from .slicing import _node_cost
+    from dsperse.slicing.chain import _node_cost
 
     if node.op_type in ("Slice", "Pad"):  # measured: ~4 rows per element of a committed window
         return 4 * math.prod(shapes.get(node.output[0], (1,)))
@@ -246,7 +247,7 @@ def _measure(proto: onnx.ModelProto, pieces: list[_Piece], input_name: str, outp
     different rows)."""
     import ezkl
 
-    from . import _ezkl
+    from dsperse.proofsystem import _ezkl
 
     extractor = Extractor(proto)
     rows, seen = [], {}

@@ -17,9 +17,10 @@ from typing import Sequence
 import ezkl
 import numpy as np
 
-from . import _ezkl, storage
-from .artifacts import Circuit, SliceProof, Witness
-from .errors import MissingArtifactError, ProofError
+from dsperse.artifacts import Circuit, SliceProof, Witness
+from dsperse.errors import MissingArtifactError, ProofError
+from dsperse.proofsystem import _ezkl
+from dsperse.util import storage
 
 
 def generate_witness(circuit: Circuit, values: Sequence, out: Path) -> Witness:

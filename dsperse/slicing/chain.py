@@ -21,13 +21,12 @@ from typing import Literal, Sequence
 
 import numpy as np
 import onnx
-
 from onnx.utils import Extractor
 
-from . import storage
-from .artifacts import Slice, SlicePlan
-from .errors import SlicingError
-from .model import LoadedModel, load_model
+from dsperse.artifacts import Slice, SlicePlan
+from dsperse.errors import SlicingError
+from dsperse.slicing.model import LoadedModel, load_model
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +173,7 @@ def ezkl_costs(lm: LoadedModel, info: GraphInfo) -> GraphInfo:
 
     import ezkl
 
-    from . import _ezkl
+    from dsperse.proofsystem import _ezkl
 
     bounds = [0, *info.valid_cuts, len(info.nodes)]
     names = [lm.input_name, *(info.crossing[c] for c in info.valid_cuts), lm.output_name]
@@ -206,7 +205,7 @@ def slice_model(
 
     ``max_logrows`` (or ``max_memory``, a proving-memory budget such as "4GB" mapped to k by measured peaks)
     plans a graph of slices that all fit 2^max_logrows rows: ops too big are tiled, small ones merged; see
-    :mod:`dsperse.graph_slicing`. Without a target, ``strategy`` cuts a chain (one tensor per cut).
+    :mod:`dsperse.slicing.graph`. Without a target, ``strategy`` cuts a chain (one tensor per cut).
     ``cuts`` overrides the strategy with explicit node positions (each must be a valid cut).
     ``estimate="ezkl"`` plans on EZKL's row counts (the default with a target) instead of the MAC heuristic.
     """
@@ -214,13 +213,13 @@ def slice_model(
     if max_slices is not None and max_slices < 1:
         raise SlicingError(f"max_slices must be >= 1, got {max_slices}")
     if max_memory is not None:
-        from .sizing import logrows_for_memory
+        from dsperse.slicing.sizing import logrows_for_memory
 
         k = logrows_for_memory(max_memory)
         max_logrows = k if max_logrows is None else min(max_logrows, k)
     if max_logrows is not None:
-        from .graph_slicing import plan_graph
-        from .sizing import MIN_LOGROWS
+        from dsperse.slicing.graph import plan_graph
+        from dsperse.slicing.sizing import MIN_LOGROWS
 
         if max_logrows < MIN_LOGROWS or max_logrows > 26:
             raise SlicingError(f"max_logrows must be between {MIN_LOGROWS} and 26, got {max_logrows}")

@@ -15,8 +15,15 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
-from . import storage
-from .errors import DynamicShapeError, InputShapeError, MalformedModelError, MissingArtifactError, ModelError, UnsupportedOpError
+from dsperse.errors import (
+    DynamicShapeError,
+    InputShapeError,
+    MalformedModelError,
+    MissingArtifactError,
+    ModelError,
+    UnsupportedOpError,
+)
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import ezkl
 from filelock import FileLock
 
-from . import _ezkl, storage
-from .errors import SRSError
+from dsperse.errors import SRSError
+from dsperse.proofsystem import _ezkl
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 

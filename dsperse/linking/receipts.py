@@ -7,8 +7,8 @@ from typing import Sequence
 import ezkl
 import numpy as np
 
-from . import storage
-from .artifacts import Circuit, Receipt, SliceProof
+from dsperse.artifacts import Circuit, Receipt, SliceProof
+from dsperse.util import storage
 
 
 def model_id(circuits: Sequence[Circuit]) -> str:
@@ -34,7 +34,7 @@ def input_instance_count(circuit: Circuit, n_in: int) -> int:
 def input_instances(values: np.ndarray, scale: int, visibility: str = "public") -> list[str]:
     """What slice 0's proof publishes for the model input ``values``: the quantized field elements, or their
     Poseidon hash (``hashed``). A requester computes this offline to post or check a job's input commitment."""
-    from .proving import quantize_input
+    from dsperse.proving.tasks import quantize_input
 
     felts = quantize_input(np.asarray(values), scale)
     if visibility == "hashed":

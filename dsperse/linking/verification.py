@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING, Sequence
 import ezkl
 import numpy as np
 
-from . import _ezkl, ledger as ledger_mod, storage
-from .artifacts import Run
-from .errors import VerificationError
-from .linking import check_links
-from .proving import quantize_input, read_proof
-from .receipts import input_hash, input_instances, model_id, public_io
+from dsperse.artifacts import Run
+from dsperse.errors import VerificationError
+from dsperse.linking.links import check_links
+from dsperse.linking.receipts import input_hash, input_instances, model_id, public_io
+from dsperse.proofsystem import _ezkl
+from dsperse.proving.tasks import quantize_input, read_proof
+from dsperse.tools import ledger as ledger_mod
+from dsperse.util import storage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .chain.client import ReceiptChain
+    from dsperse.chain.client import ReceiptChain
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,7 @@ def _verify(run: Run, *, job_id, expected_input, expected_model_id, trusted_srs,
         if tuple(want) != tuple(in_felts):
             raise VerificationError("the proof is for a different input than the one expected for this job")
     if reference:
-        from .slicing import reference_model_output
+        from dsperse.slicing.chain import reference_model_output
 
         x_felts = _hashed_input_felts(run, in_felts, expected_input) if hashed else in_felts
         x = np.array([ezkl.felt_to_float(f, circuits[0].input_scale) for f in x_felts], np.float32)
@@ -154,7 +156,8 @@ def _hex(model: str) -> str:
 
 def _trusted_srs(path: Path | str):
     """k -> the trusted SRS for k-row circuits (cut down from a larger ceremony file once, same secret)."""
-    from . import srs as srs_mod, srs_shrink
+    from dsperse.circuits import srs as srs_mod
+    from dsperse.circuits import srs_shrink
 
     given = Path(path).expanduser()
     if not given.is_file():
@@ -184,8 +187,8 @@ def _hashed_input_felts(run: Run, hash_felts: Sequence[str], expected_input) -> 
 def _check_registered(run: Run, chain) -> None:
     """The run's model must be registered on ``chain`` with exactly these slices' verifiers and links: the
     registry's ids are content hashes of those, so being registered under this run's id is the check."""
-    from .chain.client import model_spec, registry_model_id
-    from .errors import ChainError
+    from dsperse.chain.client import model_spec, registry_model_id
+    from dsperse.errors import ChainError
 
     try:
         key = registry_model_id(model_spec(run))

@@ -15,17 +15,24 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import ledger as ledger_mod, storage
-from .artifacts import Circuit, Run, SlicePlan, SliceProof, Witness
-from .backends import LocalBackend, ProverBackend
-from .circuits import CircuitConfig, compile_plan
-from .errors import DsperseError, InputShapeError, MissingArtifactError
-from .model import coerce_input
-from .progress import Progress
-from .proving import (
-    ProveTask, generate_witness, quantize_input, read_proof, witness_output_tensors, witness_outputs, witness_record,
+from dsperse.artifacts import Circuit, Run, SlicePlan, SliceProof, Witness
+from dsperse.circuits.build import CircuitConfig, compile_plan
+from dsperse.errors import DsperseError, InputShapeError, MissingArtifactError
+from dsperse.linking.receipts import make_receipt
+from dsperse.proving.backends import LocalBackend, ProverBackend
+from dsperse.proving.tasks import (
+    ProveTask,
+    generate_witness,
+    quantize_input,
+    read_proof,
+    witness_output_tensors,
+    witness_outputs,
+    witness_record,
 )
-from .receipts import make_receipt
+from dsperse.slicing.model import coerce_input
+from dsperse.tools import ledger as ledger_mod
+from dsperse.util import storage
+from dsperse.util.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +144,7 @@ def prove(
     them into one proof, recorded in ``run.aggregate``. See docs/aggregation.md.
     ``device`` ("auto", "cpu", "gpu") picks the Ray actors' device (default: $DSPERSE_DEVICE, else auto: GPU
     actors where the cluster has GPUs); it needs ``cluster``.
-    ``ledger`` (a path or a :class:`~dsperse.ledger.Ledger`; default ``$DSPERSE_LEDGER`` or ``<cache>/ledger``;
+    ``ledger`` (a path or a :class:`~dsperse.tools.ledger.Ledger`; default ``$DSPERSE_LEDGER`` or ``<cache>/ledger``;
     False: off) gets one Parquet file per run with a row per slice proof made (and per aggregation step);
     a failure to write it is logged, never raised. See docs/ledger.md.
     """
@@ -169,9 +176,7 @@ def prove(
             # depend on which input happens to be proven first
             circuits = compile_plan(plan, srs=srs, cache=cache, config=config)
         if cluster is not None:
-            from .distributed import prove_on_ray
-
-            from .distributed import RayOptions
+            from dsperse.distributed import RayOptions, prove_on_ray
 
             result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster,
                                   config=config, progress=progress, on_slice_proven=landed,
@@ -195,7 +200,7 @@ def prove(
 def _connected(cluster: str | None):
     if cluster is None:
         return contextlib.nullcontext()
-    from .distributed.cluster import connect  # Ray stays out of the core import path
+    from dsperse.distributed.cluster import connect  # Ray stays out of the core import path
 
     return connect(cluster)
 
@@ -204,8 +209,9 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
     """Decide the aggregation before any work, and the slice settings it needs."""
     import dataclasses
 
-    from . import aggregation, srs as srs_mod
-    from .errors import AggregationError
+    from dsperse import aggregation
+    from dsperse.circuits import srs as srs_mod
+    from dsperse.errors import AggregationError
 
     if not plan.is_chain:
         raise AggregationError(
@@ -230,7 +236,7 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
 
 
 def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool, ledger: "ledger_mod.LedgerLike" = None) -> Run:
-    from . import aggregation
+    from dsperse import aggregation
 
     proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
     result = aggregation.aggregate_proofs(proofs, run.workdir / "aggregate", agg_plan, srs=srs, cache=cache,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, Sequence
 
-from .artifacts import SliceProof
-from .proving import ProveTask, prove_slice
+from dsperse.artifacts import SliceProof
+from dsperse.proving.tasks import ProveTask, prove_slice
 
 
 class ProverBackend(Protocol):

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import slice as slice_model, prove, verify, zoo
+from dsperse import prove, verify
+from dsperse import slice as slice_model
+from dsperse.tools import zoo
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def run_demo(workdir: Path = Path("runs/demo"), slices: int = 3, chain: bool = T
     verify(run, job_id=job_id, expected_input=x, reference=True)
     print(f"[3/4] verified every slice proof and link; output {np.round(run.output, 4).tolist()} matches onnxruntime")
     if chain:
-        from .chain import local
+        from dsperse.chain import local
 
         with local() as c:
             model_id = c.register_model(run)

@@ -1,7 +1,7 @@
 """Tiny models for the demo, the tests and the benchmarks, built with torch and exported to ONNX.
 
 Weights are seeded, so the same name always gives the same file content.
-``python -m dsperse.zoo mlp model.onnx`` writes one.
+``python -m dsperse.tools.zoo mlp model.onnx`` writes one.
 """
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def export(name: str, path: Path | str, seed: int = 0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m dsperse.zoo", description="Write a tiny seeded ONNX model.")
+    p = argparse.ArgumentParser(prog="python -m dsperse.tools.zoo", description="Write a tiny seeded ONNX model.")
     p.add_argument("name", choices=sorted(MODELS))
     p.add_argument("path", type=Path)
     p.add_argument("--seed", type=int, default=0)

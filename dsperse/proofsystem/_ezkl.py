@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import ezkl
 
-from .errors import DsperseError
+from dsperse.errors import DsperseError
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ def run_child(module: str, args: list[str], error: type[DsperseError], what: str
 
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "error")
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, env=env, timeout=timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-log = logging.getLogger("dsperse.progress")
+log = logging.getLogger("dsperse.util.progress")
 
 
 class Progress:

@@ -5,7 +5,7 @@ after machines were paid for. `validate_cluster_yaml` runs the same validation t
 `ray up` runs, without credentials or network; `validate_rayjob_yaml` checks the
 structure of a KubeRay RayJob, for which no CRD schema ships offline.
 
-CLI:  python -m dsperse.clusters clusters/*.yaml
+CLI:  python -m dsperse.distributed.cluster_configs clusters/*.yaml
 """
 from __future__ import annotations
 
@@ -271,7 +271,7 @@ def _describe(e: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Validate cluster files; print one line per file; exit 1 if any fails."""
-    ap = argparse.ArgumentParser(prog="python -m dsperse.clusters", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dsperse.distributed.cluster_configs", description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="+", type=Path, help="Ray launcher YAMLs or KubeRay RayJob manifests")
     args = ap.parse_args(argv)
     failed = 0

@@ -19,11 +19,15 @@ import ezkl
 import numpy as np
 from filelock import FileLock
 
-from . import _ezkl, layout, srs as srs_mod, srs_shrink, storage
-from .sizing import MIN_LOGROWS, row_budget
-from .artifacts import Circuit, SlicePlan, circuit_from_json
-from .errors import CircuitError, MissingArtifactError
-from .slicing import reference_tensors
+from dsperse.artifacts import Circuit, SlicePlan, circuit_from_json
+from dsperse.circuits import srs as srs_mod
+from dsperse.circuits import srs_shrink
+from dsperse.errors import CircuitError, MissingArtifactError
+from dsperse.linking import layout
+from dsperse.proofsystem import _ezkl
+from dsperse.slicing.chain import reference_tensors
+from dsperse.slicing.sizing import MIN_LOGROWS, row_budget
+from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +228,7 @@ def _recorded(plan: SlicePlan, fingerprint: str) -> list[Circuit] | None:
 
 
 def _to_json(c: Circuit) -> dict:
-    from .artifacts import _to_dict
+    from dsperse.artifacts import _to_dict
 
     return _to_dict(c)
 

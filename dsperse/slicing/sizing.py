@@ -9,10 +9,10 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-from .errors import SlicingError
+from dsperse.errors import SlicingError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .artifacts import Circuit, SlicePlan
+    from dsperse.artifacts import Circuit, SlicePlan
 
 MIN_LOGROWS = 15
 """EZKL 22.3 range-checks by decomposition with base 2^14: smaller tables do not fit."""

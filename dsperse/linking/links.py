@@ -1,7 +1,7 @@
 """The links of a slice graph: every tensor passed between two slices is the same commitment on both sides.
 
 EZKL's polycommit visibility commits to a tensor with unblinded KZG commitments, one G1 point per column, so
-two proofs over the same tensor carry the same points. :mod:`dsperse.layout` says where each committed
+two proofs over the same tensor carry the same points. :mod:`dsperse.linking.layout` says where each committed
 tensor's points sit in a proof; a link compares the producer's output bytes with the consumer's input bytes
 over *every* column. The receipt contract checks the same byte ranges on-chain.
 """
@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import layout as layout_mod, storage
-from .artifacts import Circuit, Edge
-from .errors import LinkError
-from .layout import CommittedTensor
+from dsperse.artifacts import Circuit, Edge
+from dsperse.errors import LinkError
+from dsperse.linking import layout as layout_mod
+from dsperse.linking.layout import CommittedTensor
+from dsperse.util import storage
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Circuits: per-slice settings, calibration, keys (cached by content) and the SRS they are made with."""

@@ -1,0 +1,1 @@
+"""Linking: where each committed tensor sits in a proof, the links between slices, receipts and verification."""

@@ -1,0 +1,1 @@
+"""The proof system behind every circuit, witness and proof (EZKL today)."""

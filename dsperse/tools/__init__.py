@@ -1,0 +1,1 @@
+"""Tools around the stages: the proof ledger, the model zoo, the demo."""

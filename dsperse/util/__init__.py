@@ -1,0 +1,1 @@
+"""Plumbing: atomic writes, content hashes, progress bars."""
