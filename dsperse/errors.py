@@ -10,6 +10,10 @@ class DsperseError(Exception):
     """Root of every error this library raises on purpose."""
 
 
+class ConfigError(DsperseError, ValueError):
+    """Raised when a setting (a config field, a pipeline spec key, a $DSPERSE_* variable) has a bad name or value."""
+
+
 # -- model loading -----------------------------------------------------------
 class ModelError(DsperseError):
     """Raised when an ONNX model cannot be used at all."""

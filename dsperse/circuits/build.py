@@ -11,9 +11,8 @@ import dataclasses
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import ezkl
 import numpy as np
@@ -22,6 +21,7 @@ from filelock import FileLock
 from dsperse.artifacts import Circuit, SlicePlan, circuit_from_json
 from dsperse.circuits import srs as srs_mod
 from dsperse.circuits import srs_shrink
+from dsperse.config import CircuitConfig  # noqa: F401 - re-exported: the circuits stage's section
 from dsperse.errors import CircuitError, MissingArtifactError
 from dsperse.linking import layout
 from dsperse.proofsystem import _ezkl
@@ -31,46 +31,6 @@ from dsperse.util import storage
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class CircuitConfig:
-    """How slices become circuits. Boundaries are always committed the same way on both sides."""
-
-    input_visibility: Literal["public", "hashed", "auto", "polycommit", "private"] = "public"
-    """Visibility of the model's input (slice 0's input). ``hashed``: the proof states its Poseidon hash, one
-    public instance, instead of every element (a receipt's gas then no longer grows with the input; ~41 rows
-    per element in their own columns). ``auto``: hashed when the input has at least
-    :data:`AUTO_HASH_MIN_INPUTS` elements and its hash fits the circuit size, else public."""
-    output_visibility: Literal["public", "polycommit", "hashed", "private"] = "public"
-    """Visibility of the model's output (the last slice's output)."""
-    boundary_visibility: Literal["polycommit", "hashed"] = "polycommit"
-    """How slice i's output / slice i+1's input is exposed; polycommit links by KZG commitment."""
-    param_visibility: Literal["fixed", "private", "public"] = "fixed"
-    """fixed bakes weights into the verifying key, so a proof for other weights fails verification."""
-    scale: int | None = None
-    """Fixed-point scale (bits). None: let EZKL calibrate it on slice 0."""
-    logrows: int | None = None
-    """Rows as a power of two for every slice. None: the smallest that fits all slices."""
-    calibration_target: Literal["resources", "accuracy"] = "resources"
-    proof_type: Literal["single", "for-aggr"] = "single"
-    """for-aggr uses a Poseidon transcript so the proofs can be aggregated; single is EVM-verifiable."""
-    fold_rows: bool = False
-    """With ``logrows`` set: let EZKL fold a slice with more rows than 2^logrows into more columns
-    ("column duplication") instead of refusing. Committed tensors then span several columns."""
-    per_slice: tuple[tuple[str, str], ...] | None = None
-    """Explicit (input, output) visibility per slice; aggregation plans set it (hashed exposed boundaries)."""
-
-    def visibilities(self, index: int, count: int) -> tuple[str, str]:
-        if self.per_slice is not None:
-            if len(self.per_slice) != count:
-                raise CircuitError(f"per_slice visibilities name {len(self.per_slice)} slices, the plan has {count}")
-            return self.per_slice[index]
-        first, last = index == 0, index == count - 1
-        return (
-            self.input_visibility if first else self.boundary_visibility,
-            self.output_visibility if last else self.boundary_visibility,
-        )
 
 
 COMPILED_FILE = "circuits.json"
