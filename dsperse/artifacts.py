@@ -1,4 +1,4 @@
-"""The artifacts that flow between stages: slice, plan, circuit, witness, proof, receipt, run.
+"""The artifacts that flow between stages: slice, plan, circuit, witness, proof, receipt, aggregate, run.
 
 They hold paths and small metadata only; the heavy bytes (keys, proofs) stay
 on disk so a stage can run in another process or on another node.
@@ -257,6 +257,116 @@ class Receipt:
     one per element: cheaper on chain for large inputs, see docs/chain.md)."""
 
 
+@dataclass(frozen=True)
+class AggregationKeys:
+    """Proving and verifying key of one aggregation circuit (one tree node shape), cached by ``key_id``."""
+
+    key_id: str
+    vk: Path
+    pk: Path
+    srs: Path
+    logrows: int
+    split_proofs: bool
+    n_proofs: int
+    n_instances: int
+    """Public values of an aggregate made with these keys: 16 accumulator limbs + every inner instance."""
+    seconds: float = 0.0
+    """Time the setup took (the first time, also when ``reused``)."""
+    reused: bool = False
+    """True when the keys came from the cache (no setup ran)."""
+
+
+@dataclass(frozen=True)
+class AggregateProof:
+    """One aggregated proof file, as made by one aggregation step."""
+
+    path: Path
+    sha256: str
+    key_id: str
+    logrows: int
+    transcript: str
+    """"evm" for the root (checked on chain), "poseidon" for an aggregate that is aggregated again."""
+    n_proofs: int
+    n_instances: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AggregationStep:
+    """One step of an aggregation tree as it ran: the aggregate it made of ``inputs`` with ``keys``."""
+
+    proof: AggregateProof
+    keys: AggregationKeys
+    level: int = 0
+    index: int = 0
+    """The step's place in the tree: step ``index`` of level ``level`` (AggregationPlan.levels)."""
+    inputs: tuple[Path, ...] = ()
+    """The proofs it folded: slice proofs at level 0, the aggregates of the level below above it."""
+
+    @property
+    def path(self) -> Path:
+        return self.proof.path
+
+    def to_json(self) -> dict:
+        """The aggregate's fields, its keys under ``"keys"``, and its place in the tree."""
+        return {**_to_dict(self.proof), "keys": _to_dict(self.keys), "level": self.level, "index": self.index,
+                "inputs": [str(p) for p in self.inputs]}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: dict, *, level: int = 0) -> "AggregationStep":
+        """Read :meth:`to_json`'s dict; one from an older dsperse (no place in the tree) gets ``level``, index 0."""
+        return cls(
+            proof=_from_dict(AggregateProof, d), keys=_from_dict(AggregationKeys, d["keys"]),
+            level=int(d.get("level", level)), index=int(d.get("index", 0)), inputs=tuple(Path(p) for p in d.get("inputs", ())),
+        )  # fmt: skip
+
+
+Tree = tuple[tuple[tuple[int, ...], ...], ...]
+
+
+def _tree(levels: Any) -> Tree:
+    return tuple(tuple(tuple(int(i) for i in step) for step in lvl) for lvl in levels or ())
+
+
+@dataclass(frozen=True)
+class RunAggregate:
+    """A run's ONE aggregated proof (``prove(..., aggregate=True)``): the root step, the tree, the plan followed."""
+
+    root: AggregationStep
+    """The root step: its EVM-transcript proof is what goes on chain; its keys make the Solidity verifier."""
+    levels: Tree = ()
+    """``levels[l][j]``: the inputs of step j at level l (AggregationPlan.tree); the receipt layout needs it."""
+    plan: str = ""
+    """The aggregation plan's description (AggregationPlan.describe())."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", _tree(self.levels))
+
+    @property
+    def proof(self) -> AggregateProof:
+        return self.root.proof
+
+    @property
+    def path(self) -> Path:
+        """The aggregated proof file."""
+        return self.root.proof.path
+
+    @property
+    def keys(self) -> AggregationKeys:
+        """The root step's aggregation keys (for its Solidity verifier)."""
+        return self.root.keys
+
+    def to_json(self) -> dict:
+        return {"proof": str(self.path), "root": self.root.to_json(), "levels": _to_dict(self.levels), "plan": self.plan}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunAggregate":
+        """Read :meth:`to_json`'s dict, or the plain dict older dsperse versions wrote (the same fields)."""
+        levels = _tree(d.get("levels"))
+        return cls(root=AggregationStep.from_json(d["root"], level=max(len(levels) - 1, 0)), levels=levels,
+                   plan=str(d.get("plan") or ""))  # fmt: skip
+
+
 @dataclass
 class Run:
     """A proven inference: everything needed to verify it, rooted in ``workdir``."""
@@ -267,8 +377,8 @@ class Run:
     witnesses: list[Witness]
     proofs: list[SliceProof]
     receipt: Receipt
-    aggregate: dict | None = None
-    """With aggregate=True: the aggregated proof's path, its step record and the plan it followed."""
+    aggregate: RunAggregate | None = None
+    """With aggregate=True: the aggregated proof, the root step that made it, the tree and the plan it followed."""
 
     FILE = "run.json"
 
@@ -283,7 +393,7 @@ class Run:
             "witnesses": _to_dict(self.witnesses),
             "proofs": _to_dict(self.proofs),
             "receipt": _to_dict(self.receipt),
-            "aggregate": self.aggregate,
+            "aggregate": self.aggregate.to_json() if self.aggregate is not None else None,
         }
         return storage.write_json(self.workdir / self.FILE, data)
 
@@ -301,5 +411,5 @@ class Run:
             witnesses=[_from_dict(Witness, w) for w in data["witnesses"]],
             proofs=[_from_dict(SliceProof, p) for p in data["proofs"]],
             receipt=_from_dict(Receipt, data["receipt"]),
-            aggregate=data.get("aggregate"),
+            aggregate=RunAggregate.from_json(data["aggregate"]) if data.get("aggregate") else None,
         )

@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +25,7 @@ from filelock import FileLock
 
 from dsperse.aggregation import proofs as P
 from dsperse.aggregation.planning import ACCUMULATOR_LIMBS, logrows_for
+from dsperse.artifacts import AggregateProof, AggregationKeys
 from dsperse.circuits.srs import SRS, cache_dir, resolve
 from dsperse.errors import AggregationError
 from dsperse.proofsystem import _ezkl
@@ -34,35 +34,6 @@ from dsperse.util import storage
 log = logging.getLogger(__name__)
 
 EVM_GENERATE_TIMEOUT_S = 1800
-
-
-@dataclass(frozen=True)
-class AggregationKeys:
-    """Proving and verifying key of one aggregation circuit (one tree node shape)."""
-
-    key_id: str
-    vk: Path
-    pk: Path
-    srs: Path
-    logrows: int
-    split_proofs: bool
-    n_proofs: int
-    n_instances: int
-    """Public values of an aggregate made with these keys: 16 accumulator limbs + every inner instance."""
-    seconds: float = 0.0
-    reused: bool = False
-
-
-@dataclass(frozen=True)
-class AggregateProof:
-    path: Path
-    sha256: str
-    key_id: str
-    logrows: int
-    transcript: str
-    n_proofs: int
-    n_instances: int
-    seconds: float
 
 
 def _srs(srs: SRS | Path | str | None, logrows: int) -> SRS:
