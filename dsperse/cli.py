@@ -87,7 +87,7 @@ def cmd_prove(a: argparse.Namespace) -> int:
         out = {"workdir": str(run.workdir), "output": run.output, "model_id": run.receipt.model_id,
                "input_hash": run.receipt.input_hash, "job_id": run.receipt.job_id}  # fmt: skip
         if run.aggregate:
-            out["aggregate"] = run.aggregate["proof"]
+            out["aggregate"] = str(run.aggregate.path)
         print(json.dumps(out))
     return 0
 

@@ -191,18 +191,23 @@ def test_an_aggregation_writes_one_row_per_step(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from dsperse import aggregation
-
+    from dsperse.artifacts import AggregateProof, AggregationKeys, AggregationStep
     from dsperse.proving import run as pipeline
-    step = lambda lvl, i, n, tr: {"path": str(tmp_path / f"aggr_l{lvl}_{i}.json"), "sha256": f"{lvl}{i}" * 32,  # noqa: E731
-                                  "logrows": 21, "transcript": tr, "n_proofs": n, "seconds": 100.0 + i,
-                                  "keys": {"reused": lvl == 1, "seconds": 300.0}}  # fmt: skip
+
+    def step(lvl, i, n, tr):
+        keys = AggregationKeys(f"key{lvl}", tmp_path / "vk", tmp_path / "pk", tmp_path / "srs", 21, lvl == 0, n, 16,
+                               seconds=300.0, reused=lvl == 1)  # fmt: skip
+        proof = AggregateProof(tmp_path / f"aggr_l{lvl}_{i}.json", f"{lvl}{i}" * 32, keys.key_id, 21, tr, n, 16, 100.0 + i)
+        return AggregationStep(proof, keys, lvl, i)
+
     steps = [[step(0, 0, 2, "poseidon"), step(0, 1, 2, "poseidon")], [step(1, 0, 2, "evm")]]
     monkeypatch.setattr(aggregation, "aggregate_proofs",
                         lambda *a, **k: aggregation.AggregationResult(plan=None, root=steps[-1][0], steps=steps))  # fmt: skip
     run = SimpleNamespace(receipt=SimpleNamespace(job_id="agg-1", model_id=MODEL), plan=SimpleNamespace(slices=[0] * 4),
                           workdir=tmp_path, proofs=[], aggregate=None, save=lambda: None)  # fmt: skip
-    agg_plan = SimpleNamespace(tree=[[2, 2], [2]], describe=lambda: "2 levels")
+    agg_plan = SimpleNamespace(tree=[[[0, 1], [2, 3]], [[0, 1]]], describe=lambda: "2 levels")
     pipeline._aggregate_run(run, agg_plan, tmp_path / "srs", None, on_ray=True, ledger=tmp_path / "led")
+    assert run.aggregate.root == steps[-1][0] and run.aggregate.levels == (((0, 1), (2, 3)), ((0, 1),))
     rows = L.Ledger(tmp_path / "led").read(event="aggregate").to_pylist()
     assert [r["proof_sha256"][:2] for r in rows] == ["00", "01", "10"] and {r["job_id"] for r in rows} == {"agg-1"}
     assert rows[0]["detail"] == "level 0 step 0: 2 proofs, poseidon transcript, setup 300s"

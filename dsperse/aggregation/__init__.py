@@ -20,8 +20,6 @@ from dsperse.aggregation import (
     aggregate,  # the module (its aggregate() is aggregate.aggregate); setup etc. re-exported below
 )
 from dsperse.aggregation.aggregate import (
-    AggregateProof,
-    AggregationKeys,
     evm_calldata,
     evm_verifier,
     mock,
@@ -39,6 +37,7 @@ from dsperse.aggregation.planning import (
     max_fan_in,
     plan,
 )
+from dsperse.artifacts import AggregateProof, AggregationKeys, AggregationStep, RunAggregate
 from dsperse.errors import AggregationError
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class AggregationResult:
     plan: AggregationPlan
-    root: dict
-    """The root step's AggregateProof as a dict (path, sha256, key_id, logrows, ...), plus its keys."""
-    steps: list[list[dict]] = field(default_factory=list)
+    root: AggregationStep
+    """The root step: its proof (EVM transcript) and the keys that made it."""
+    steps: list[list[AggregationStep]] = field(default_factory=list)
+    """Every step, level by level."""
 
     @property
     def proof_path(self) -> Path:
-        return Path(self.root["path"])
+        return self.root.path
 
 
 def plan_for_cluster(n_proofs: int, *, node_memory_bytes: float | Sequence[float] | None = None, **kw) -> AggregationPlan:
@@ -89,7 +89,7 @@ def aggregate_proofs(
         use_ray = ray.is_initialized()
     workdir = Path(workdir)
     inputs = [str(p) for p in proof_paths]
-    steps: list[list[dict]] = []
+    steps: list[list[AggregationStep]] = []
     nodes = R.cluster_nodes() if use_ray else None
     for lvl in the_plan.levels:
         specs = [
@@ -102,6 +102,8 @@ def aggregate_proofs(
                 split_proofs=node.level == 0 and len(node.inputs) > 1,
                 transcript=node.transcript,
                 cache=str(cache) if cache is not None else None,
+                level=node.level,
+                index=node.index,
             )
             for node in lvl
         ]
@@ -113,13 +115,13 @@ def aggregate_proofs(
         else:
             done = [R.run_step(s) for s in specs]
         steps.append(done)
-        inputs = [d["path"] for d in done]
+        inputs = [str(d.path) for d in done]
     return AggregationResult(plan=the_plan, root=steps[-1][0], steps=steps)
 
 
 __all__ = [
     "AggregateProof", "AggregationEstimate", "AggregationKeys", "AggregationNode", "AggregationPlan",
-    "AggregationResult", "aggregate", "aggregate_proofs", "boundary_visibilities", "estimate", "evm_calldata",
-    "evm_verifier", "logrows_for", "machine_memory_bytes", "max_fan_in", "mock", "plan", "plan_for_cluster", "setup",
-    "verify_aggr",
+    "AggregationResult", "AggregationStep", "RunAggregate", "aggregate", "aggregate_proofs", "boundary_visibilities",
+    "estimate", "evm_calldata", "evm_verifier", "logrows_for", "machine_memory_bytes", "max_fan_in", "mock", "plan",
+    "plan_for_cluster", "setup", "verify_aggr",
 ]

@@ -8,11 +8,12 @@ can satisfy would wait forever, so it is refused up front with the numbers.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dsperse.aggregation.planning import GB, AggregationEstimate
+from dsperse.artifacts import AggregationStep
 from dsperse.errors import AggregationError
 
 log = logging.getLogger(__name__)
@@ -82,23 +83,23 @@ class StepSpec:
     split_proofs: bool
     transcript: str
     cache: str | None = None
+    level: int = 0
+    index: int = 0
+    """The step's place in the tree (AggregationNode.level, .index)."""
 
 
-def run_step(spec: StepSpec) -> dict:
-    """Setup (cached) + aggregate for one step, in this process. Returns the AggregateProof as a dict."""
+def run_step(spec: StepSpec) -> AggregationStep:
+    """Setup (cached) + aggregate for one step, in this process."""
     from dsperse.aggregation import aggregate as A
 
     keys = A.setup(list(spec.proofs), spec.workdir, logrows=spec.logrows, srs=spec.srs,
                    split_proofs=spec.split_proofs, cache=spec.cache)  # fmt: skip
     proof = A.aggregate(list(spec.proofs), spec.out, keys, transcript=spec.transcript)
-    d = asdict(proof)
-    d["path"] = str(proof.path)
-    d["keys"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(keys).items()}
-    return d
+    return AggregationStep(proof, keys, spec.level, spec.index, tuple(Path(p) for p in spec.proofs))
 
 
 def submit_step(spec: StepSpec, estimate: AggregationEstimate, nodes: Sequence[NodeMemory] | None = None):
-    """Start one step as a Ray task reserving its memory; returns the ObjectRef of :func:`run_step`'s dict."""
+    """Start one step as a Ray task reserving its memory; returns the ObjectRef of :func:`run_step`'s AggregationStep."""
     import ray
 
     opts = task_options(estimate, nodes if nodes is not None else cluster_nodes())

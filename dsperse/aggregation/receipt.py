@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from dsperse.aggregation import proofs as P
 from dsperse.aggregation.planning import ACCUMULATOR_LIMBS
-from dsperse.artifacts import Run
+from dsperse.artifacts import AggregationKeys, Run, RunAggregate
 from dsperse.chain.encoding import ZERO32, bytes32_id, felts_to_uints, hex32, uints_hash
 from dsperse.errors import AggregationError, ChainError
 from dsperse.util import storage
@@ -206,15 +206,15 @@ def slice_instances(paths: Sequence[Path | str]) -> list[list[int]]:
 # -- a whole aggregated run -------------------------------------------------------------------------------
 
 
-def _aggregate_of(run: Run) -> dict:
-    if not run.aggregate:
+def _aggregate_of(run: Run) -> RunAggregate:
+    if run.aggregate is None:
         raise AggregationError(f"{run.workdir}: this run has no aggregate; prove it with aggregate=True")
     return run.aggregate
 
 
 def run_layout(run: Run) -> ReceiptLayout:
     """The receipt layout of an aggregated run, checked against its own slice proofs."""
-    levels = _aggregate_of(run).get("levels")
+    levels = _aggregate_of(run).levels
     if not levels:
         raise AggregationError(f"{run.workdir}: the aggregate record has no tree ('levels'); re-run the aggregation")
     proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
@@ -223,19 +223,9 @@ def run_layout(run: Run) -> ReceiptLayout:
     return layout(ios, levels, slice_instances(proofs))
 
 
-def run_keys(run: Run):
+def run_keys(run: Run) -> AggregationKeys:
     """The root step's aggregation keys (for its Solidity verifier)."""
-    return step_keys(_aggregate_of(run)["root"])
-
-
-def step_keys(step: dict):
-    """The aggregation keys recorded in one step's dict (ray_task.run_step's result)."""
-    from dsperse.aggregation.aggregate import AggregationKeys
-
-    k = dict(step["keys"])
-    for name in ("vk", "pk", "srs"):
-        k[name] = Path(k[name])
-    return AggregationKeys(**k)
+    return _aggregate_of(run).keys
 
 
 def felts_hash(felts: Sequence[str]) -> bytes:
@@ -279,7 +269,7 @@ def submission_for_run(run: Run, model_id: str, job_id: str | bytes | None = Non
     from dsperse.aggregation.aggregate import evm_calldata
     from dsperse.chain.client import AggregatedSubmission, default_job_id
 
-    pb, inst = evm_calldata(_aggregate_of(run)["proof"])
+    pb, inst = evm_calldata(_aggregate_of(run).proof)
     jid = bytes32_id(job_id if job_id is not None else default_job_id(run))
     return AggregatedSubmission(hex32(jid), hex32(bytes32_id(model_id)), "0x" + bytes(pb).hex(),
                                 tuple(int(v) for v in inst), hex32(felts_hash(run.receipt.input_felts)))  # fmt: skip

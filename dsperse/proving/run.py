@@ -237,17 +237,14 @@ def _plan_aggregation(plan: SlicePlan, config: CircuitConfig, srs, cache, cluste
 
 def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool, ledger: "ledger_mod.LedgerLike" = None) -> Run:
     from dsperse import aggregation
+    from dsperse.artifacts import RunAggregate
 
     proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
     result = aggregation.aggregate_proofs(proofs, run.workdir / "aggregate", agg_plan, srs=srs, cache=cache,
                                           use_ray=on_ray)  # fmt: skip
     ledger_mod.record(ledger_mod.aggregation_rows(run, result.steps, local=not on_ray), ledger)
-    run.aggregate = {
-        "proof": str(result.proof_path),
-        "root": result.root,
-        "levels": agg_plan.tree,  # the receipt layout needs the tree
-        "plan": agg_plan.describe(),
-    }
+    # the receipt layout needs the tree
+    run.aggregate = RunAggregate(root=result.root, levels=agg_plan.tree, plan=agg_plan.describe())
     run.save()
     return run
 

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from dsperse.errors import DsperseError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dsperse.artifacts import Run, SliceProof
+    from dsperse.artifacts import AggregationStep, Run, SliceProof
 
 log = logging.getLogger(__name__)
 
@@ -334,18 +334,18 @@ def verify_row(run: "Run | Path | str", seconds: float, error: BaseException | N
     )  # fmt: skip
 
 
-def aggregation_rows(run: "Run", steps: Sequence[Sequence[dict]], *, local: bool) -> list[LedgerRow]:
-    """One row per aggregation step (``AggregationResult.steps``: one list of step dicts per tree level)."""
+def aggregation_rows(run: "Run", steps: Sequence[Sequence["AggregationStep"]], *, local: bool) -> list[LedgerRow]:
+    """One row per aggregation step (``AggregationResult.steps``: one list of steps per tree level)."""
     rss = peak_rss_bytes() if local else None
     rows = []
-    for level, done in enumerate(steps):
-        for i, d in enumerate(done):
-            keys = d.get("keys") or {}
-            setup = "cached keys" if keys.get("reused") else f"setup {float(keys.get('seconds') or 0):.0f}s"
+    for done in steps:
+        for s in done:
+            p, keys = s.proof, s.keys
+            setup = "cached keys" if keys.reused else f"setup {keys.seconds:.0f}s"
             rows.append(LedgerRow(
-                "aggregate", logrows=d.get("logrows"), seconds=d.get("seconds"), peak_rss_bytes=rss,
-                prover=this_process() if local else None, proof_sha256=d.get("sha256"),
-                detail=f"level {level} step {i}: {d.get('n_proofs')} proofs, {d.get('transcript')} transcript, {setup}",
+                "aggregate", logrows=p.logrows, seconds=p.seconds, peak_rss_bytes=rss,
+                prover=this_process() if local else None, proof_sha256=p.sha256,
+                detail=f"level {s.level} step {s.index}: {p.n_proofs} proofs, {p.transcript} transcript, {setup}",
                 **_run_fields(run),
             ))  # fmt: skip
     return rows

@@ -1,11 +1,15 @@
 """Pure logic: split links, accumulator declaration, instance layout of the receipt, Ray options."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dsperse.aggregation import proofs as P, receipt as R, ray_task as RT
 from dsperse.aggregation.planning import estimate
+from dsperse.artifacts import AggregateProof, AggregationKeys, AggregationStep, Run, RunAggregate
 from dsperse.errors import AggregationError
+from dsperse.util import storage
 
 
 def _proof(split=None, n_inst=3, acc=()):
@@ -93,6 +97,52 @@ def test_a_run_without_aggregate_is_refused(mlp_run):
         R.run_layout(mlp_run)
     with pytest.raises(AggregationError, match="no aggregate"):
         R.run_keys(mlp_run)
+
+
+def _stand_in_aggregate(run: Run, work) -> RunAggregate:
+    """A one-step aggregate record over ``run``'s slices whose proof file is a stand-in EVM-transcript proof
+    (a real aggregate needs ~20 GB): its instances are 16 limbs, then every slice proof's instances."""
+    proofs = [p.path for p in sorted(run.proofs, key=lambda p: p.slice_index)]
+    inner = [f for p in proofs for col in P.load(p)["instances"] for f in col]
+    path = storage.write_json(work / "aggregate" / "aggr_l0_0.json",
+                              {"transcript_type": "EVM", "hex_proof": "0x" + "ab" * 64, "instances": [["00" * 32] * 16 + inner]})  # fmt: skip
+    keys = AggregationKeys("a1" * 32, work / "vk.key", work / "pk.key", work / "srs", 22, True, len(proofs), 16 + len(inner),
+                           seconds=300.0)  # fmt: skip
+    proof = AggregateProof(path, storage.sha256_file(path), keys.key_id, 22, "evm", len(proofs), keys.n_instances, 400.5)
+    return RunAggregate(AggregationStep(proof, keys, 0, 0, tuple(proofs)), [[list(range(len(proofs)))]], "the plan")
+
+
+def test_an_aggregate_record_round_trips_through_run_json_and_feeds_the_receipt(mlp_run, tmp_path):
+    agg = _stand_in_aggregate(mlp_run, tmp_path)
+    dataclasses.replace(mlp_run, workdir=tmp_path, aggregate=agg).save()
+    run = Run.load(tmp_path)
+    assert run.aggregate == agg and run.aggregate.levels == (((0, 1, 2),),) and run.aggregate.path == agg.proof.path
+    # run.json keeps the dict older dsperse wrote and read, plus the step's place in the tree
+    d = storage.read_json(tmp_path / Run.FILE)["aggregate"]
+    assert d["proof"] == str(agg.path) and d["levels"] == [[[0, 1, 2]]] and d["plan"] == "the plan"
+    assert d["root"]["logrows"] == 22 and d["root"]["keys"]["vk"] == str(tmp_path / "vk.key") and d["root"]["level"] == 0
+    # the receipt readers take the typed record
+    assert R.run_keys(run) == agg.keys
+    lay = R.run_layout(run)
+    assert lay.num_instances == agg.keys.n_instances and lay.links == ()
+    sub = R.submission_for_run(run, "0x" + "11" * 32, job_id="agg-job")
+    assert sub.proof == "0x" + "ab" * 64 and len(sub.instances) == lay.num_instances
+
+
+def test_a_run_json_written_before_typed_aggregates_still_loads(mlp_run, tmp_path):
+    agg = _stand_in_aggregate(mlp_run, tmp_path)
+    dataclasses.replace(mlp_run, workdir=tmp_path, aggregate=agg).save()
+    data = storage.read_json(tmp_path / Run.FILE)
+    root = {**dataclasses.asdict(agg.proof), "path": str(agg.path),  # what ray_task.run_step returned as a dict
+            "keys": {k: str(v) if isinstance(v, type(tmp_path)) else v for k, v in dataclasses.asdict(agg.keys).items()}}
+    data["aggregate"] = {"proof": str(agg.path), "root": root, "levels": [[[0, 1, 2]]], "plan": "the plan"}
+    storage.write_json(tmp_path / Run.FILE, data)
+    old = Run.load(tmp_path).aggregate
+    assert old == dataclasses.replace(agg, root=dataclasses.replace(agg.root, inputs=()))  # inputs were not recorded
+    assert R.run_keys(Run.load(tmp_path)).vk == tmp_path / "vk.key"
+    data["aggregate"] = None
+    storage.write_json(tmp_path / Run.FILE, data)
+    assert Run.load(tmp_path).aggregate is None
 
 
 def test_felts_hash_matches_the_contracts_input_hash():

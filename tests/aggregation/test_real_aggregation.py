@@ -54,11 +54,11 @@ def other_model_receipt(deployed, zoo_model, mlp_input, prove_for_aggregation, t
 
 def test_prove_returns_one_aggregate_for_the_run(aggregated_run):
     agg = aggregated_run.aggregate
-    assert agg["root"]["logrows"] == 21 and agg["root"]["n_proofs"] == 1 and agg["levels"] == [[[0]]]
-    assert agg["root"]["transcript"] == "evm"
+    assert agg.proof.logrows == 21 and agg.proof.n_proofs == 1 and agg.levels == (((0,),),)
+    assert agg.proof.transcript == "evm" and agg.root.level == 0 and agg.root.inputs == (aggregated_run.proofs[0].path,)
     # the slice proofs themselves still verify (derived k=15 SRS, same secret as the aggregator's)
     dsperse.verify(aggregated_run)
-    assert A.verify_aggr(agg["proof"], R.run_keys(aggregated_run))  # no final pairing: a smoke test; the EVM decides
+    assert A.verify_aggr(agg.proof, R.run_keys(aggregated_run))  # no final pairing: a smoke test; the EVM decides
     # the same aggregate record survives a reload (what `dsperse submit` reads)
     assert dsperse.Run.load(aggregated_run.workdir).aggregate == agg
 
@@ -78,7 +78,7 @@ def test_receipt_binds_the_aggregate_to_input_and_output(deployed, aggregated_ru
 @pytest.mark.parametrize("what", ["proof byte", "output instance", "input instance", "accumulator limb"])
 def test_tampered_submissions_revert(deployed, aggregated_run, what):
     chain, _, r_addr, lay = deployed
-    pb, inst = A.evm_calldata(aggregated_run.aggregate["proof"])
+    pb, inst = A.evm_calldata(aggregated_run.aggregate.proof)
     pb, inst = bytearray(pb), list(inst)
     if what == "proof byte":
         pb[100] ^= 1
@@ -94,7 +94,7 @@ def test_tampered_submissions_revert(deployed, aggregated_run, what):
 
 def test_another_jobs_input_and_replay_revert(deployed, aggregated_run, mlp_input):
     chain, _, r_addr, _ = deployed
-    pb, inst = A.evm_calldata(aggregated_run.aggregate["proof"])
+    pb, inst = A.evm_calldata(aggregated_run.aggregate.proof)
     other = quantize_input(mlp_input + 1, aggregated_run.circuits[0].input_scale)  # another job's input
     with pytest.raises(TransactionRevertedError, match="input differs"):
         R.submit(chain, r_addr, b"\x02" * 32, pb, inst, expected_input_hash=R.felts_hash(other))
@@ -105,7 +105,7 @@ def test_another_jobs_input_and_replay_revert(deployed, aggregated_run, mlp_inpu
 
 def test_an_aggregate_of_another_model_is_rejected(deployed, other_model_receipt, aggregated_run):
     chain = deployed[0]
-    pb, inst = A.evm_calldata(aggregated_run.aggregate["proof"])
+    pb, inst = A.evm_calldata(aggregated_run.aggregate.proof)
     with pytest.raises(TransactionRevertedError, match="aggregate proof rejected"):
         R.submit(chain, other_model_receipt, b"\x09" * 32, pb, inst)
 

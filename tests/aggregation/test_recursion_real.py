@@ -81,7 +81,7 @@ def receipt(toolchain, leaf, roots, tmp_path_factory):
     run, _ = leaf
     honest, _ = roots
     root_dir = tmp_path_factory.mktemp("root")
-    sol = A.evm_verifier(R.step_keys(honest.root), run.circuits[0].settings, root_dir / "RootVerifier.sol")
+    sol = A.evm_verifier(honest.root.keys, run.circuits[0].settings, root_dir / "RootVerifier.sol")
     io = R.slice_io(P.load(run.proofs[0].path), read_json(run.circuits[0].settings))
     lay = R.layout([io], honest.plan.tree, R.slice_instances([run.proofs[0].path]))
     chain = dsperse.chain.local(deployments=tmp_path_factory.mktemp("evm") / "deployments.json")
@@ -94,8 +94,8 @@ def receipt(toolchain, leaf, roots, tmp_path_factory):
 
 def test_the_tree_has_two_levels_and_declares_the_inner_accumulator(roots):
     honest, _ = roots
-    assert [len(lvl) for lvl in honest.steps] == [1, 1] and honest.root["logrows"] == 21
-    inner = P.load(honest.steps[0][0]["path"])  # what level 1 folded
+    assert [len(lvl) for lvl in honest.steps] == [1, 1] and honest.root.proof.logrows == 21
+    inner = P.load(honest.steps[0][0].path)  # what level 1 folded
     assert inner["protocol"]["accumulator_indices"] == [[[0, j] for j in range(16)]]
 
 
