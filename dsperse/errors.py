@@ -7,7 +7,28 @@ from __future__ import annotations
 
 
 class DsperseError(Exception):
-    """Root of every error this library raises on purpose."""
+    """Root of every error this library raises on purpose.
+
+    The ``dsperse`` command prints one of these as a single ``error: ...`` line on stderr and exits
+    with :attr:`exit_code`: 2 when the request itself cannot be done (bad arguments or data, a missing
+    file, a check that fails), 1 when the environment failed it (a node down, a tool missing), so a
+    retry may succeed. Argparse's own usage errors exit 2 as well.
+    """
+
+    exit_code: int = 2
+
+
+class UsageError(DsperseError, ValueError):
+    """Raised when a command or call is given arguments that do not fit together (a flag that needs another)."""
+
+
+class InputDataError(DsperseError, ValueError):
+    """Raised when input data (a JSON or .npy file, a list of rows) cannot be read as numbers."""
+
+    def __init__(self, source, reason: str):
+        self.source, self.reason = source, reason
+        super().__init__(f"{source}: not usable input data ({reason}). "
+                         'Give JSON {"input_data": [[...numbers...]]}, a list of numbers, or a .npy array.')
 
 
 class ConfigError(DsperseError, ValueError):
@@ -109,6 +130,8 @@ class ChainError(DsperseError):
 class ChainUnavailableError(ChainError):
     """Raised when the RPC endpoint cannot be reached."""
 
+    exit_code = 1
+
 
 class TransactionRevertedError(ChainError):
     """Raised when a transaction reverts; carries the revert reason when the chain gives one."""
@@ -137,6 +160,8 @@ class OutOfGasError(ChainError):
 class ToolchainError(DsperseError):
     """Raised when anvil, cast or solc is missing; says how to install them."""
 
+    exit_code = 1
+
 
 # -- proof of sampling ---------------------------------------------------------
 class SamplingError(DsperseError, ValueError):
@@ -144,6 +169,23 @@ class SamplingError(DsperseError, ValueError):
 
     Also a ValueError, which is what these checks raised before they had a family of their own.
     """
+
+
+class MarketError(SamplingError):
+    """Raised when a PoSP market call cannot be made as asked (a bad id, address or amount; a missing value)."""
+
+
+class MarketUsageError(MarketError, UsageError):
+    """Raised when a market command is given inconsistent arguments (e.g. --always-proven-from without --part-model)."""
+
+
+# -- proof ledger ----------------------------------------------------------------
+class LedgerError(DsperseError):
+    """Raised when the ledger cannot be read or written (a corrupt file, a directory we cannot write)."""
+
+    def __init__(self, message: str, path=None):
+        self.path = path
+        super().__init__(message)
 
 
 # -- Ray clusters ----------------------------------------------------------------

@@ -12,7 +12,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from dsperse.errors import DsperseError
+from dsperse.errors import DsperseError, MarketUsageError  # noqa: F401  (MarketUsageError: re-exported)
 
 MARKET_EPILOG = """\
 how a job goes (every step is one command; anyone may run draw and settle):
@@ -35,10 +35,6 @@ how a job goes (every step is one command; anyone may run draw and settle):
 amounts: plain wei, or with a unit: 2ether, 0.5eth, 30gwei. Keys: --private-key or $DSPERSE_PRIVATE_KEY.
 The economics (how large p must be for honesty to pay) are in `dsperse market economics --help` and docs/posp.md.
 """
-
-class MarketUsageError(DsperseError):
-    """Raised when a market command is given inconsistent arguments."""
-
 
 _UNITS = {"wei": 1, "gwei": 10**9, "eth": 10**18, "ether": 10**18}
 

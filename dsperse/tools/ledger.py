@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from dsperse.errors import DsperseError
+from dsperse.errors import LedgerError  # defined in errors.py; re-exported here
 
 if TYPE_CHECKING:  # pragma: no cover
     from dsperse.artifacts import AggregationStep, Run, SliceProof
@@ -71,14 +71,6 @@ SCHEMA = pa.schema(
 """One fixed schema for every file; a column a row does not know is null."""
 
 
-class LedgerError(DsperseError):
-    """Raised when the ledger cannot be read or written (a corrupt file, a directory we cannot write)."""
-
-    def __init__(self, message: str, path: Path | None = None):
-        self.path = path
-        super().__init__(message)
-
-
 @dataclass
 class LedgerRow:
     """One event; field names are the Parquet column names (see :data:`SCHEMA`)."""
@@ -110,12 +102,18 @@ class LedgerRow:
 
 
 def default_path() -> Path:
-    """$DSPERSE_LEDGER, else ``<cache dir>/ledger``."""
-    if env := os.environ.get("DSPERSE_LEDGER"):
-        return Path(env).expanduser()
-    from dsperse.circuits.srs import cache_dir
+    """``paths.ledger`` ($DSPERSE_LEDGER), else ``<cache dir>/ledger``."""
+    from dsperse.config import DsperseConfig
 
-    return cache_dir() / "ledger"
+    paths = DsperseConfig.from_env().paths
+    return paths.ledger if paths.ledger is not None else paths.cache / "ledger"
+
+
+def default_enabled() -> bool:
+    """False when $DSPERSE_LEDGER is "off" (``paths.ledger_enabled``): the default ledger is then not written."""
+    from dsperse.config import DsperseConfig
+
+    return DsperseConfig.from_env().paths.ledger_enabled
 
 
 class Ledger:
@@ -257,8 +255,11 @@ LedgerLike = Union[Ledger, Path, str, bool, None]
 
 
 def resolve(ledger: LedgerLike) -> Ledger | None:
-    """None/True: the default ledger; False: none; a path or a Ledger: that one."""
-    if ledger is None or ledger is True:
+    """None: the default ledger (none when $DSPERSE_LEDGER is "off"); True: the default one; False: none;
+    a path or a Ledger: that one."""
+    if ledger is None:
+        return Ledger() if default_enabled() else None
+    if ledger is True:
         return Ledger()
     if ledger is False:
         return None
