@@ -89,10 +89,15 @@ class MarketConfig:
     """Mirror of PoSPMarket.Config (amounts in wei, windows in blocks). See docs/posp.md for choosing them."""
 
     min_stake: int = 1 * ETHER
+    """Collateral an operator must lock before it may take jobs."""
     slash_amount: int = 1 * ETHER
+    """S: taken from an operator proven to lie or that misses a proof deadline."""
     min_challenge_bond: int = ETHER // 10
+    """What a challenger locks; lost to the operator when the receipt proves the result right."""
     audit_bps: int = 1000
+    """p in basis points: the share of jobs whose proof is demanded."""
     reporter_share_bps: int = 5000
+    """Share of a slash paid to whoever proves the lie (at most 50%, so a self-challenge still loses S/2)."""
     commit_window: int = 20
     audit_delay: int = 2
     proof_window: int = 50

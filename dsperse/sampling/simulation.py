@@ -115,9 +115,11 @@ class StrategyStats:
     operators: int = 0
     jobs: int = 0
     cheats: int = 0
+    """Jobs answered with a wrong result."""
     audited: int = 0
     audited_cheats: int = 0
     detected: int = 0
+    """Cheated jobs proven a lie (audited and not covered by a colluding validator)."""
     caught_operators: int = 0
     cheating_operators: int = 0
     profit: float = 0.0
@@ -129,21 +131,25 @@ class StrategyStats:
     @property
     def detection_rate(self) -> float:
         """Share of cheated jobs proven a lie (expected p for cheaters, p (1 - r) for colluders)."""
-        return self.detected / self.cheats if self.cheats else float("nan")
+        return _ratio(self.detected, self.cheats)
 
     @property
     def caught_share(self) -> float:
         """Share of operators that cheated at least once and were caught at least once."""
-        return self.caught_operators / self.cheating_operators if self.cheating_operators else float("nan")
+        return _ratio(self.caught_operators, self.cheating_operators)
 
     @property
     def profit_per_job(self) -> float:
-        return self.profit / self.jobs if self.jobs else float("nan")
+        return _ratio(self.profit, self.jobs)
 
     @property
     def audited_cheat_share(self) -> float:
         """Share of cheated jobs that were audited: p, unless the grinder could steer the draw."""
-        return self.audited_cheats / self.cheats if self.cheats else float("nan")
+        return _ratio(self.audited_cheats, self.cheats)
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else float("nan")
 
 
 @dataclass

@@ -139,34 +139,33 @@ def lenet_cifar():
     )
 
 
-def _cifar_cnn(nn, c: int):
+def _cifar_cnn(c: int):
+    """The zoo's CIFAR CNN with ``c`` channels per conv, and its input shape."""
+    _, nn = _torch()
     return nn.Sequential(
         nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(c * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
+    ), (1, 3, 32, 32)
 
 
 @_register("cifar16")
 def cifar16():
     """A 16-channel CIFAR CNN: ~1.3 M rows as one circuit (k=21, more than 24 GiB to prove), tiled at k=16."""
-    torch, nn = _torch()
-    return _cifar_cnn(nn, 16), (1, 3, 32, 32)
+    return _cifar_cnn(16)
 
 
 @_register("cifar32")
 def cifar32():
     """A wider 32-channel CIFAR CNN whose whole circuit is large: where slicing pays off (benchmarks)."""
-    torch, nn = _torch()
-    return _cifar_cnn(nn, 32), (1, 3, 32, 32)
+    return _cifar_cnn(32)
 
 
 @_register("cifar64")
 def cifar64():
     """``cifar32`` with 64 channels: the largest zoo CNN, for scaling benchmarks."""
-    torch, nn = _torch()
-    return _cifar_cnn(nn, 64), (1, 3, 32, 32)
+    return _cifar_cnn(64)
 
 
 @_register("mlp_gemm_wide")
