@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 1), format="%(levelname)s %(name)s: %(message)s")
     if a.verbose < 2:
-        from dsperse.proofsystem._ezkl import quiet_logs
+        from dsperse.proofsystem import quiet_logs
 
         quiet_logs()
     try:

@@ -1,4 +1,4 @@
-"""Child process that writes an aggregate's Solidity verifier with ``ezkl.create_evm_verifier_aggr``.
+"""Child process that writes an aggregate's Solidity verifier (the proof system's ``create_evm_verifier_aggr``).
 
 Run by :func:`dsperse.aggregation.aggregate.evm_verifier`. Leaves with ``os._exit``: the interpreter
 aborts (exit 134) while finalizing after EZKL's async calls.
@@ -9,16 +9,14 @@ import argparse
 from pathlib import Path
 
 
-def _generate(vk: Path, settings: Path, srs: Path, logrows: int, out: Path) -> None:
-    import ezkl
-
+def _generate(vk: Path, settings: Path, srs: Path, logrows: int, out: Path, system: str = "ezkl") -> None:
+    from dsperse import proofsystem
     from dsperse.errors import AggregationError
-    from dsperse.proofsystem import _ezkl
     from dsperse.util import storage
 
+    ps = proofsystem.get(system)
     with storage.atomic_path(out) as tmp_sol, storage.atomic_path(out.with_suffix(".abi")) as tmp_abi:
-        _ezkl.call_async("create_evm_verifier_aggr", AggregationError, ezkl.create_evm_verifier_aggr,
-                         [str(settings)], str(vk), str(tmp_sol), str(tmp_abi), logrows, str(srs), False)  # fmt: skip
+        ps.create_evm_verifier_aggr([settings], vk, tmp_sol, tmp_abi, logrows, srs, error=AggregationError)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,10 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--srs", type=Path, required=True)
     p.add_argument("--logrows", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--system", default="ezkl", help="the proof system's registry name")
     a = p.parse_args(argv)
-    from dsperse.proofsystem._ezkl import child_exit
+    from dsperse.proofsystem import child_exit
 
-    child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.logrows, a.out))
+    child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.logrows, a.out, a.system))
 
 
 if __name__ == "__main__":

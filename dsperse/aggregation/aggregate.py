@@ -1,6 +1,6 @@
 """EZKL 22.3 aggregation: keys cached by content, aggregate, verify_aggr, mock, the aggregated EVM verifier.
 
-Every EZKL call goes through :func:`dsperse.proofsystem._ezkl.call`. Keys depend only on
+Every EZKL call goes through the proof system (:func:`dsperse.proofsystem.get`). Keys depend only on
 the structure of the inner proofs (protocols, instance counts, split links),
 the circuit size and the SRS, so they are cached under
 ``<cache>/aggregation/<key_id>/`` and made once per model (setup is minutes
@@ -20,15 +20,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Sequence
 
-import ezkl
 from filelock import FileLock
 
+from dsperse import proofsystem
 from dsperse.aggregation import proofs as P
 from dsperse.aggregation.planning import ACCUMULATOR_LIMBS, logrows_for
 from dsperse.artifacts import AggregateProof, AggregationKeys
 from dsperse.circuits.srs import SRS, cache_dir, resolve
 from dsperse.errors import AggregationError
-from dsperse.proofsystem import _ezkl
 from dsperse.util import storage
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def _srs(srs: SRS | Path | str | None, logrows: int) -> SRS:
 def key_id(datas: Sequence[dict], *, logrows: int, split_proofs: bool, srs: SRS) -> str:
     digest = P.structure_digest(datas, split_proofs=split_proofs)
     return storage.sha256_bytes(
-        f"ezkl {_ezkl.EZKL_VERSION} aggregation k={logrows}".encode(), bytes.fromhex(digest), bytes.fromhex(srs.id)
+        f"ezkl {proofsystem.cache_tag(proofsystem.get())} aggregation k={logrows}".encode(), bytes.fromhex(digest), bytes.fromhex(srs.id)
     )
 
 
@@ -84,14 +83,11 @@ def setup(
         with ExitStack() as stack:
             tmp_vk = stack.enter_context(storage.atomic_path(vk))
             tmp_pk = stack.enter_context(storage.atomic_path(pk))
-            _ezkl.call(
-                "setup_aggregate", AggregationError, ezkl.setup_aggregate,
-                [str(f) for f in files], str(tmp_vk), str(tmp_pk), k, split_proofs, str(the_srs.path), False, ezkl.PyCommitments.KZG,
-            )  # fmt: skip
+            proofsystem.get().setup_aggregate(files, tmp_vk, tmp_pk, k, split_proofs, the_srs.path, error=AggregationError)
         secs = time.monotonic() - t0
         storage.write_json(meta, {"logrows": k, "split_proofs": split_proofs, "n_proofs": len(files),
                                   "n_instances": n_inst, "srs": str(the_srs.path), "srs_id": the_srs.id,
-                                  "seconds": secs, "ezkl": _ezkl.EZKL_VERSION})  # fmt: skip
+                                  "seconds": secs, "ezkl": proofsystem.get().version})  # fmt: skip
     log.info("aggregation setup k=%d for %d proofs took %.0fs", k, len(files), secs)
     return AggregationKeys(kid, vk, pk, Path(the_srs.path), k, split_proofs, len(files), n_inst, secs)
 
@@ -120,12 +116,9 @@ def aggregate(
         raise AggregationError("these proofs do not have the shape the aggregation keys were made for (other slices, SRS or k)")
     t0 = time.monotonic()
     with storage.atomic_path(out) as tmp:
-        # EZKL names the third argument vk_path, but it is the aggregation PROVING key
-        _ezkl.call(
-            "aggregate", AggregationError, ezkl.aggregate,
-            [str(f) for f in files], str(tmp), str(keys.pk), transcript, keys.logrows, check_mode,
-            keys.split_proofs, str(keys.srs), ezkl.PyCommitments.KZG,
-        )  # fmt: skip
+        # the aggregation PROVING key (EZKL names this argument vk_path)
+        proofsystem.get().aggregate(files, tmp, keys.pk, transcript, keys.logrows, check_mode, keys.split_proofs, keys.srs,
+                                    error=AggregationError)  # fmt: skip
         if transcript == "poseidon":
             storage.write_bytes(tmp, json.dumps(P.declare_accumulator(P.load(tmp))).encode())
     secs = time.monotonic() - t0
@@ -135,12 +128,7 @@ def aggregate(
 def verify_aggr(proof: AggregateProof | Path | str, keys: AggregationKeys) -> bool:
     """EZKL's native check of an aggregate. It SKIPS the final pairing: use the EVM verifier to decide validity."""
     path = proof.path if isinstance(proof, AggregateProof) else Path(proof)
-    return bool(
-        _ezkl.call(
-            "verify_aggr", AggregationError, ezkl.verify_aggr,
-            str(path), str(keys.vk), keys.logrows, ezkl.PyCommitments.KZG, False, str(keys.srs),
-        )  # fmt: skip
-    )
+    return bool(proofsystem.get().verify_aggr(path, keys.vk, keys.logrows, keys.srs, error=AggregationError))
 
 
 def mock(proof_paths: Sequence[Path | str], workdir: Path | str, *, logrows: int | None = None, split_proofs: bool = True) -> None:
@@ -150,7 +138,7 @@ def mock(proof_paths: Sequence[Path | str], workdir: Path | str, *, logrows: int
     """
     k = logrows or logrows_for(len(proof_paths))
     files, _ = _prepared(proof_paths, Path(workdir) / "mock_inputs", split_proofs)
-    _ezkl.call("mock_aggregate", AggregationError, ezkl.mock_aggregate, [str(f) for f in files], k, split_proofs)
+    proofsystem.get().mock_aggregate(files, k, split_proofs, error=AggregationError)
 
 
 def settings_for_verifier(keys: AggregationKeys, template_settings: Path | str, dest: Path | str) -> Path:
@@ -177,8 +165,9 @@ def evm_verifier(keys: AggregationKeys, template_settings: Path | str, dest: Pat
     ensure_ezkl_solc()
     args = ["--vk", str(keys.vk), "--settings", str(settings), "--srs", str(keys.srs), "--logrows", str(keys.logrows),
             "--out", str(dest)]  # fmt: skip
-    _ezkl.run_child("dsperse.aggregation._gen_verifier", args, AggregationError, "create_evm_verifier_aggr",
-                    EVM_GENERATE_TIMEOUT_S, dest)  # fmt: skip
+    args += ["--system", proofsystem.get().name]
+    proofsystem.run_child("dsperse.aggregation._gen_verifier", args, AggregationError, "create_evm_verifier_aggr",
+                          EVM_GENERATE_TIMEOUT_S, dest)  # fmt: skip
     return dest
 
 

@@ -1,4 +1,4 @@
-"""Child process that writes one slice's Solidity verifier with EZKL.
+"""Child process that writes one slice's Solidity verifier with the proof system (EZKL).
 
 Run as ``python -m dsperse.chain._gen_verifier --vk VK --settings S --srs SRS --out Verifier.sol``
 by :func:`dsperse.chain.verifiers.verifier_source`. It leaves with ``os._exit`` because the
@@ -11,19 +11,18 @@ import argparse
 from pathlib import Path
 
 
-def _generate(vk: Path, settings: Path, srs: Path, out: Path, reusable: bool = False, vka: Path | None = None) -> None:
-    import ezkl
-
+def _generate(vk: Path, settings: Path, srs: Path, out: Path, reusable: bool = False, vka: Path | None = None,
+              system: str = "ezkl") -> None:  # fmt: skip
+    from dsperse import proofsystem
     from dsperse.errors import ChainError
-    from dsperse.proofsystem import _ezkl
     from dsperse.util import storage
 
+    ps = proofsystem.get(system)
     with storage.atomic_path(out) as tmp_sol, storage.atomic_path(out.with_suffix(".abi")) as tmp_abi:
-        _ezkl.call_async("create_evm_verifier", ChainError, ezkl.create_evm_verifier,
-                         str(vk), str(settings), str(tmp_sol), str(tmp_abi), str(srs), reusable=reusable)  # fmt: skip
+        ps.create_evm_verifier(vk, settings, tmp_sol, tmp_abi, srs, reusable=reusable, error=ChainError)
     if vka is not None:  # the verifying-key artifact a reusable verifier is given per call
         with storage.atomic_path(vka) as tmp_vka:
-            _ezkl.call_async("create_evm_vka", ChainError, ezkl.create_evm_vka, str(vk), str(settings), str(tmp_vka), str(srs))
+            ps.create_evm_vka(vk, settings, tmp_vka, srs, error=ChainError)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,10 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--reusable", action="store_true", help="EZKL's experimental reusable verifier (benchmarks only)")
     p.add_argument("--vka", type=Path, help="also write the verifying-key artifact for the reusable verifier here")
+    p.add_argument("--system", default="ezkl", help="the proof system's registry name")
     a = p.parse_args(argv)
-    from dsperse.proofsystem._ezkl import child_exit
+    from dsperse.proofsystem import child_exit
 
-    child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.out, a.reusable, a.vka))
+    child_exit(lambda: _generate(a.vk, a.settings, a.srs, a.out, a.reusable, a.vka, a.system))
 
 
 if __name__ == "__main__":

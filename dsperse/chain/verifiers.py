@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsperse.chain.toolchain import EIP170_LIMIT, CompiledContract, compile_solidity, ensure_ezkl_solc
+from dsperse import proofsystem
 from dsperse.errors import ChainError, ToolchainError
-from dsperse.proofsystem import _ezkl
 from dsperse.util import storage
 
 GENERATE_TIMEOUT_S = 900
@@ -51,9 +51,9 @@ def verifier_source(vk: Path, settings: Path, srs: Path, *, cache: Path | str | 
         return key, out
     ensure_ezkl_solc()
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = ["--vk", str(vk), "--settings", str(settings), "--srs", str(srs), "--out", str(out)]
-    _ezkl.run_child("dsperse.chain._gen_verifier", args, ChainError, f"EZKL create_evm_verifier for {vk}",
-                    GENERATE_TIMEOUT_S, out)
+    args = ["--vk", str(vk), "--settings", str(settings), "--srs", str(srs), "--out", str(out), "--system", proofsystem.get().name]
+    proofsystem.run_child("dsperse.chain._gen_verifier", args, ChainError, f"EZKL create_evm_verifier for {vk}",
+                          GENERATE_TIMEOUT_S, out)
     return key, out
 
 

@@ -14,17 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import ezkl
 import numpy as np
 from filelock import FileLock
 
+from dsperse import proofsystem
 from dsperse.artifacts import Circuit, SlicePlan, circuit_from_json
 from dsperse.circuits import srs as srs_mod
 from dsperse.circuits import srs_shrink
 from dsperse.config import CircuitConfig  # noqa: F401 - re-exported: the circuits stage's section
 from dsperse.errors import CircuitError, MissingArtifactError
-from dsperse.linking import layout
-from dsperse.proofsystem import _ezkl
 from dsperse.slicing.chain import reference_tensors
 from dsperse.slicing.sizing import MIN_LOGROWS, row_budget
 from dsperse.util import storage
@@ -69,7 +67,7 @@ def compile_plan(
     with the same plan, config, SRS and calibration data returns it without re-running calibration or
     ``gen_settings`` (compile once, prove many times).
     """
-    _ezkl.quiet_logs()
+    proofsystem.get().quiet_logs()
     cache_root = srs_mod.cache_dir(cache)
     fingerprint = _fingerprint(plan, srs, cache_root, config, calibration_input)
     if (known := _recorded(plan, fingerprint)) is not None:
@@ -115,12 +113,12 @@ def compile_plan(
                 in_scale = in_scales.pop()
                 same = (storage.sha256_file(s.path), vis_in, vis_out, in_scale)  # spatial tiles: one circuit, once
                 if same not in made:
-                    ra = _ezkl.run_args(
+                    sp = tmp / f"settings_{i}.json"
+                    proofsystem.get().gen_settings(
+                        s.path, sp, error=CircuitError, context=f"slice {i}",
                         input_visibility=vis_in, output_visibility=vis_out, param_visibility=config.param_visibility,
                         input_scale=in_scale, param_scale=scale, logrows=logrows, check_mode="safe",
                     )
-                    sp = tmp / f"settings_{i}.json"
-                    _ezkl.call(f"gen_settings (slice {i})", CircuitError, ezkl.gen_settings, str(s.path), str(sp), py_run_args=ra)
                     made[same] = storage.read_json(sp)
                 st = made[same]
                 settings.append(st)
@@ -167,7 +165,8 @@ def _fingerprint(plan: SlicePlan, srs, cache_root: Path, config: CircuitConfig, 
     cal = "default" if calibration_input is None else storage.sha256_bytes(np.asarray(calibration_input, np.float32).tobytes())
     slices = [storage.sha256_file(s.path) for s in plan.slices]
     srs_part = str(Path(srs).resolve()) if srs is not None else "dev"
-    blob = json.dumps([asdict(config), cal, slices, srs_part, str(cache_root), _ezkl.EZKL_VERSION], sort_keys=True, default=str)
+    system = proofsystem.cache_tag(proofsystem.get())
+    blob = json.dumps([asdict(config), cal, slices, srs_part, str(cache_root), system], sort_keys=True, default=str)
     return storage.sha256_bytes(blob.encode())
 
 
@@ -194,13 +193,10 @@ def _to_json(c: Circuit) -> dict:
 
 
 def _calibrate(model: Path, data: Path, out: Path, config: CircuitConfig, scale: int | None) -> dict:
-    ra = _ezkl.run_args(param_visibility=config.param_visibility)
-    _ezkl.call("gen_settings", CircuitError, ezkl.gen_settings, str(model), str(out), py_run_args=ra)
-    with _ezkl.silenced():
-        _ezkl.call(
-            "calibrate_settings", CircuitError, ezkl.calibrate_settings, str(data), str(model), str(out),
-            config.calibration_target, scales=[scale] if scale is not None else None,
-        )
+    ps = proofsystem.get()
+    ps.gen_settings(model, out, error=CircuitError, param_visibility=config.param_visibility)
+    scales = [scale] if scale is not None else None
+    ps.calibrate_settings(data, model, out, config.calibration_target, scales=scales, error=CircuitError)  # quiet
     return storage.read_json(out)
 
 
@@ -214,8 +210,9 @@ def key_id(slice_onnx: Path, settings: dict, srs_id: str) -> str:
     canonical = {k: v for k, v in settings.items() if k != "timestamp"}
     for k in ("required_range_checks", "required_lookups"):  # EZKL emits these from a hash set: order varies
         canonical[k] = sorted(canonical.get(k) or [], key=json.dumps)
+    system = proofsystem.cache_tag(proofsystem.get())
     return storage.sha256_bytes(
-        Path(slice_onnx).read_bytes(), json.dumps(canonical, sort_keys=True).encode(), srs_id.encode(), _ezkl.EZKL_VERSION.encode()
+        Path(slice_onnx).read_bytes(), json.dumps(canonical, sort_keys=True).encode(), srs_id.encode(), system.encode()
     )
 
 
@@ -230,9 +227,9 @@ def _build(index: int, model: Path, settings: dict, the_srs: srs_mod.SRS, cache_
             log.info("slice %d: compile + setup (k=%d, key %s)", index, settings["run_args"]["logrows"], kid[:12])
             storage.write_json(files["settings"], settings)
             with storage.atomic_path(files["compiled"]) as tmp:
-                _ezkl.call(f"compile_circuit (slice {index})", CircuitError, ezkl.compile_circuit, str(model), str(tmp), str(files["settings"]))
+                proofsystem.get().compile_circuit(model, tmp, files["settings"], error=CircuitError, context=f"slice {index}")
             with storage.atomic_path(files["vk"]) as tvk, storage.atomic_path(files["pk"]) as tpk:
-                _ezkl.call(f"setup (slice {index})", CircuitError, ezkl.setup, str(files["compiled"]), str(tvk), str(tpk), str(the_srs.path))
+                proofsystem.get().setup(files["compiled"], tvk, tpk, the_srs.path, error=CircuitError, context=f"slice {index}")
         else:
             log.info("slice %d: keys found in cache (%s)", index, kid[:12])
     ra = settings["run_args"]
@@ -241,7 +238,7 @@ def _build(index: int, model: Path, settings: dict, the_srs: srs_mod.SRS, cache_
         srs=the_srs.path, logrows=ra["logrows"], input_scale=ra["input_scale"], output_scale=settings["model_output_scales"][0],
         input_visibility=_vis(ra["input_visibility"]), output_visibility=_vis(ra["output_visibility"]),
         num_rows=settings["num_rows"], reused=reused, output_scales=tuple(settings["model_output_scales"]),
-        layout=layout.layout_of(settings),
+        layout=proofsystem.get().commitment_layout(settings),
     )
 
 

@@ -15,11 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import ezkl
 from filelock import FileLock
 
+from dsperse import proofsystem
 from dsperse.errors import SRSError
-from dsperse.proofsystem import _ezkl
 from dsperse.util import storage
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def dev_srs(logrows: int, cache: Path | str | None = None) -> SRS:
         if not path.exists():
             log.warning("generating a dev SRS with k=%d into %s (one-time). %s", logrows, path, DEV_WARNING)
             with storage.atomic_path(path) as tmp:
-                _ezkl.call("gen_srs", SRSError, ezkl.gen_srs, str(tmp), logrows)
+                proofsystem.get().gen_srs(tmp, logrows, error=SRSError)
     return SRS(path=path, logrows=logrows, dev=True)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import ezkl
 import numpy as np
 
+from dsperse import proofsystem
 from dsperse.artifacts import Circuit, Receipt, SliceProof
 from dsperse.util import storage
 
@@ -38,7 +38,7 @@ def input_instances(values: np.ndarray, scale: int, visibility: str = "public") 
 
     felts = quantize_input(np.asarray(values), scale)
     if visibility == "hashed":
-        return list(ezkl.poseidon_hash(felts))
+        return proofsystem.get().poseidon_hash(felts)
     if visibility != "public":
         raise ValueError(f"a {visibility} model input is not stated by the proof; use public or hashed")
     return felts
@@ -67,11 +67,12 @@ def make_receipt(
     in_felts, out_felts = public_io(proofs, circuits, n_in, n_out)
     scale = circuits[-1].output_scale
     shown = out_felts or list(fallback_output_felts)  # a committed output is still reported, just not proven public
+    ps = proofsystem.get()
     return Receipt(
         model_id=model_id(circuits),
         input_hash=input_hash(in_felts),
         input_felts=tuple(in_felts),
-        output=tuple(float(ezkl.felt_to_float(f, scale)) for f in shown),
+        output=tuple(float(ps.felt_to_float(f, scale)) for f in shown),
         output_felts=tuple(out_felts),
         output_scale=scale,
         slice_count=len(circuits),

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import ezkl
 import numpy as np
 
+from dsperse import proofsystem
 from dsperse.artifacts import Run
 from dsperse.errors import VerificationError
 from dsperse.linking.links import check_links
 from dsperse.linking.receipts import input_hash, input_instances, model_id, public_io
-from dsperse.proofsystem import _ezkl
 from dsperse.proving.tasks import quantize_input, read_proof
 from dsperse.tools import ledger as ledger_mod
 from dsperse.util import storage
@@ -101,17 +100,17 @@ def _verify(run: Run, *, job_id, expected_input, expected_model_id, trusted_srs,
         _check_registered(run, chain)
     srs_for = _trusted_srs(trusted_srs) if trusted_srs is not None else None
 
+    ps = proofsystem.get()
     proofs = []
     for c, r in zip(circuits, records):
         c.check()
         proof = read_proof(r.path)
         the_srs = srs_for(c.logrows) if srs_for else c.srs
         try:
-            ok = ezkl.verify(str(r.path), str(c.settings), str(c.vk), str(the_srs))
-        except BaseException as exc:  # PanicException is a BaseException
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            raise VerificationError(f"slice {c.slice_index}: proof rejected ({_ezkl._short(exc)})", c.slice_index) from exc
+            ok = ps.verify(r.path, c.settings, c.vk, the_srs, error=VerificationError, context=f"slice {c.slice_index}")
+        except VerificationError as exc:  # the backend's exception or panic, mapped: its reason goes in the message
+            why = proofsystem.reason(exc)
+            raise VerificationError(f"slice {c.slice_index}: proof rejected ({why})", c.slice_index) from (exc.__cause__ or exc)
         if not ok:
             raise VerificationError(f"slice {c.slice_index}: proof rejected", c.slice_index)
         proofs.append(proof)
@@ -125,7 +124,7 @@ def _verify(run: Run, *, job_id, expected_input, expected_model_id, trusted_srs,
     if tuple(out_felts) != tuple(receipt.output_felts):
         raise VerificationError("the receipt's output is not the output the last slice's proof states (edited?)")
     if out_felts:
-        proven = np.array([ezkl.felt_to_float(f, circuits[-1].output_scale) for f in out_felts])
+        proven = np.array([ps.felt_to_float(f, circuits[-1].output_scale) for f in out_felts])
         if not np.array_equal(proven, np.array(receipt.output)):
             raise VerificationError("the receipt's de-quantized output does not match its output field elements")
     for r in records:
@@ -143,7 +142,7 @@ def _verify(run: Run, *, job_id, expected_input, expected_model_id, trusted_srs,
         from dsperse.slicing.chain import reference_model_output
 
         x_felts = _hashed_input_felts(run, in_felts, expected_input) if hashed else in_felts
-        x = np.array([ezkl.felt_to_float(f, circuits[0].input_scale) for f in x_felts], np.float32)
+        x = np.array([ps.felt_to_float(f, circuits[0].input_scale) for f in x_felts], np.float32)
         want = reference_model_output(run.plan.model_path, x.reshape(run.plan.input_shape), run.plan.input_shape)
         err = tolerance.check(np.array(receipt.output), want.flatten())
         log.info("output matches onnxruntime within %.3g", err)
@@ -179,7 +178,7 @@ def _hashed_input_felts(run: Run, hash_felts: Sequence[str], expected_input) -> 
         return quantize_input(np.asarray(expected_input), run.circuits[0].input_scale)
     w = storage.read_json(Path(run.witnesses[0].path))
     felts = [f for t in w.get("inputs", []) for f in t]
-    if list(ezkl.poseidon_hash(felts)) != list(hash_felts):
+    if proofsystem.get().poseidon_hash(felts) != list(hash_felts):
         raise VerificationError("slice 0's witness input does not hash to the input hash its proof states")
     return felts
 

@@ -108,8 +108,9 @@ class ProofSystem(Protocol):
 
     def verify(self, proof: PathLike, settings: PathLike, vk: PathLike, srs: PathLike, *,
                error: type[DsperseError] = VerificationError, context: str = "") -> bool:  # fmt: skip
-        """True when the proof is accepted; a rejection raises ``error`` with the backend's reason (see
-        :func:`reason`)."""
+        """True when the proof is accepted, False when the backend rejects it without a reason; a rejection the
+        backend explains (EZKL raises, e.g. "constraint system is not satisfied") raises ``error``, its reason
+        in :func:`reason`."""
         ...
 
     # -- field elements -----------------------------------------------------------------------------------------
@@ -229,6 +230,12 @@ def quiet_logs() -> None:
         pass
 
 
+def cache_tag(system: ProofSystem) -> str:
+    """What cache addresses (key ids, aggregation key ids, compile fingerprints) name the proof system by: the
+    bare version for EZKL, so addresses made before the registry existed stay valid; name and version otherwise."""
+    return system.version if system.name == DEFAULT else f"{system.name} {system.version}"
+
+
 # -- helpers the implementations and their callers share ------------------------------------------------------------
 def short(exc: BaseException) -> str:
     """The last line of an exception's text (Rust errors put the cause last), at most 500 characters."""
@@ -299,6 +306,6 @@ def child_exit(work: Callable[[], Any]) -> None:
 
 
 __all__ = [
-    "DEFAULT", "ProofSystem", "ProofSystemError", "available", "child_exit", "get", "known", "quiet_logs", "reason",
+    "DEFAULT", "ProofSystem", "ProofSystemError", "available", "cache_tag", "child_exit", "get", "known", "quiet_logs", "reason",
     "register", "run_child", "short", "silenced", "unregister",
 ]  # fmt: skip

@@ -22,18 +22,22 @@ EZKL_VERSION = "22.3.0"
 
 
 def call(stage: str, error: type[DsperseError], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` and re-raise anything it throws as ``error`` naming ``stage``."""
+    """Run ``fn`` and re-raise anything it throws, or a ``False`` it returns, as ``error`` naming ``stage``."""
+    result = _mapped(stage, error, fn, *args, **kwargs)
+    if result is False:
+        raise error(f"EZKL {stage} returned False")
+    return result
+
+
+def _mapped(stage: str, error: type[DsperseError], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
-        result = fn(*args, **kwargs)
+        return fn(*args, **kwargs)
     except DsperseError:
         raise
     except BaseException as exc:  # PanicException derives from BaseException
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise error(f"EZKL {stage} failed: {short(exc)}") from exc
-    if result is False:
-        raise error(f"EZKL {stage} returned False")
-    return result
 
 
 def call_async(stage: str, error: type[DsperseError], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -124,7 +128,7 @@ class EzklProofSystem:
         call(_stage("prove", context), error, ezkl.prove, str(witness), str(compiled), str(pk), str(out), proof_type, str(srs))
 
     def verify(self, proof, settings, vk, srs, *, error=VerificationError, context="") -> bool:
-        return bool(call(_stage("verify", context), error, ezkl.verify, str(proof), str(settings), str(vk), str(srs)))
+        return bool(_mapped(_stage("verify", context), error, ezkl.verify, str(proof), str(settings), str(vk), str(srs)))
 
     # -- field elements -------------------------------------------------------------------------------------------
     def float_to_felt(self, value: float, scale: int) -> str:

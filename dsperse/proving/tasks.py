@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import ezkl
 import numpy as np
 
+from dsperse import proofsystem
 from dsperse.artifacts import Circuit, SliceProof, Witness
 from dsperse.errors import MissingArtifactError, ProofError
-from dsperse.proofsystem import _ezkl
 from dsperse.util import storage
 
 
@@ -33,9 +32,8 @@ def generate_witness(circuit: Circuit, values: Sequence, out: Path) -> Witness:
     per_input = [list(v) for v in values] if values and isinstance(values[0], (list, tuple)) else [list(values)]
     storage.write_json(data, {"input_data": per_input})
     with storage.atomic_path(out) as tmp:
-        _ezkl.call(
-            f"gen_witness (slice {circuit.slice_index})", ProofError, ezkl.gen_witness,
-            str(data), str(circuit.compiled), str(tmp), str(circuit.vk), str(circuit.srs),
+        proofsystem.get().gen_witness(
+            data, circuit.compiled, tmp, circuit.vk, circuit.srs, error=ProofError, context=f"slice {circuit.slice_index}"
         )
     return witness_record(circuit.slice_index, out)
 
@@ -85,9 +83,9 @@ def prove_slice(task: ProveTask) -> SliceProof:
             raise MissingArtifactError(f"{what} for slice {task.slice_index}", getattr(task, what))
     t0 = time.perf_counter()
     with storage.atomic_path(task.out) as tmp:
-        _ezkl.call(
-            f"prove (slice {task.slice_index})", ProofError, ezkl.prove,
-            str(task.witness), str(task.compiled), str(task.pk), str(tmp), task.proof_type, str(task.srs),
+        proofsystem.get().prove(
+            task.witness, task.compiled, task.pk, tmp, task.srs, proof_type=task.proof_type, error=ProofError,
+            context=f"slice {task.slice_index}",
         )
     seconds = time.perf_counter() - t0
     return SliceProof(
@@ -97,8 +95,9 @@ def prove_slice(task: ProveTask) -> SliceProof:
 
 
 def quantize_input(values: np.ndarray, scale: int) -> list[str]:
-    """The field elements EZKL commits to for a float input at ``scale``."""
-    return [ezkl.float_to_felt(float(v), scale) for v in np.asarray(values, np.float64).flatten()]
+    """The field elements the proof system commits to for a float input at ``scale``."""
+    ps = proofsystem.get()
+    return [ps.float_to_felt(float(v), scale) for v in np.asarray(values, np.float64).flatten()]
 
 
 def read_proof(path: Path) -> dict:

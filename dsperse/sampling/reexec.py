@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import ezkl
-
+from dsperse import proofsystem
 from dsperse.chain.encoding import felts_to_ints
 from dsperse.errors import MissingArtifactError, ProofError
-from dsperse.proofsystem import _ezkl
 from dsperse.sampling.market import output_hash
 from dsperse.util import storage
 
@@ -36,6 +34,7 @@ def witness_output_felts(circuits: Sequence[SliceCircuit], inputs: Sequence[floa
     """Run every slice's witness generation in order and return the last slice's output felts."""
     if not circuits:
         raise ValueError("no circuits to re-execute")
+    ps = proofsystem.get()
     with tempfile.TemporaryDirectory(prefix="dsperse-reexec-", dir=workdir) as tmp:
         values: list = [float(x) for x in inputs]
         for i, c in enumerate(circuits):
@@ -44,10 +43,8 @@ def witness_output_felts(circuits: Sequence[SliceCircuit], inputs: Sequence[floa
             data = Path(tmp) / f"in{i}.json"
             out = Path(tmp) / f"w{i}.json"
             storage.write_json(data, {"input_data": [values]})
-            args = [str(data), str(c.compiled), str(out)]
-            if c.vk is not None:
-                args += [str(c.vk), str(c.srs) if c.srs else None]
-            _ezkl.call(f"gen_witness (re-execution, slice {i})", ProofError, ezkl.gen_witness, *args)
+            vk, srs = (c.vk, c.srs or None) if c.vk is not None else (None, None)
+            ps.gen_witness(data, c.compiled, out, vk, srs, error=ProofError, context=f"re-execution, slice {i}")
             values = [f for tensor in storage.read_json(out)["outputs"] for f in tensor]
         return list(values)
 

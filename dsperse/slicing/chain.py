@@ -171,10 +171,9 @@ def ezkl_costs(lm: LoadedModel, info: GraphInfo) -> GraphInfo:
     import dataclasses
     import tempfile
 
-    import ezkl
+    from dsperse import proofsystem
 
-    from dsperse.proofsystem import _ezkl
-
+    ps = proofsystem.get()
     bounds = [0, *info.valid_cuts, len(info.nodes)]
     names = [lm.input_name, *(info.crossing[c] for c in info.valid_cuts), lm.output_name]
     extractor = Extractor(lm.proto)
@@ -183,8 +182,7 @@ def ezkl_costs(lm: LoadedModel, info: GraphInfo) -> GraphInfo:
         for k in range(len(bounds) - 1):
             piece, settings = Path(d) / f"p{k}.onnx", Path(d) / f"p{k}.json"
             onnx.save(extractor.extract_model([names[k]], [names[k + 1]]), str(piece))
-            _ezkl.call("gen_settings (cost estimate)", SlicingError, ezkl.gen_settings, str(piece), str(settings),
-                       py_run_args=_ezkl.run_args(param_visibility="fixed"))
+            ps.gen_settings(piece, settings, error=SlicingError, context="cost estimate", param_visibility="fixed")
             costs[bounds[k]] = int(storage.read_json(settings)["num_rows"])
     return dataclasses.replace(info, node_costs=tuple(costs))
 

@@ -245,10 +245,9 @@ def _measure(proto: onnx.ModelProto, pieces: list[_Piece], input_name: str, outp
     """EZKL's row count of every piece (``gen_settings``, fixed weights), with the visibilities the compile step
     gives it: the model's input and output public, every edge committed (a public or committed tensor costs
     different rows)."""
-    import ezkl
+    from dsperse import proofsystem
 
-    from dsperse.proofsystem import _ezkl
-
+    ps = proofsystem.get()
     extractor = Extractor(proto)
     rows, seen = [], {}
     with tempfile.TemporaryDirectory(prefix="dsperse-plan-") as d:
@@ -258,11 +257,11 @@ def _measure(proto: onnx.ModelProto, pieces: list[_Piece], input_name: str, outp
             if key not in seen:  # the bands of a spatial tiling are one circuit: count it once
                 path, settings = Path(d) / f"p{i}.onnx", Path(d) / f"p{i}.json"
                 path.write_bytes(blob)
-                ra = _ezkl.run_args(
+                ps.gen_settings(
+                    path, settings, error=SlicingError, context=f"row count of slice {i}",
                     param_visibility="fixed", input_visibility="public" if input_name in p.inputs else "polycommit",
                     output_visibility="public" if output_name in p.outputs else "polycommit",
                 )
-                _ezkl.call(f"gen_settings (row count of slice {i})", SlicingError, ezkl.gen_settings, str(path), str(settings), py_run_args=ra)
                 seen[key] = int(storage.read_json(settings)["num_rows"])
             rows.append(seen[key])
     return rows

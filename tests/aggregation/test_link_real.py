@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 
-import ezkl
 import pytest
 
 import dsperse
-from dsperse.proofsystem import _ezkl
+from dsperse import proofsystem
 from dsperse.aggregation import aggregate as A, proofs as P
 from dsperse.circuits.build import CircuitConfig
 from dsperse.errors import AggregationError, ProofError
@@ -39,11 +38,12 @@ def tampered_slice1(aggr_run, mlp_circuits, tmp_path_factory):
     c = mlp_circuits[1]
     w0 = json.loads(open(aggr_run.witnesses[0].path).read())
     outs = [list(col) for col in w0["outputs"]]
-    outs[0][0] = ezkl.float_to_felt(ezkl.felt_to_float(outs[0][0], c.input_scale) + 1.0, c.input_scale)
+    ps = proofsystem.get()
+    outs[0][0] = ps.float_to_felt(ps.felt_to_float(outs[0][0], c.input_scale) + 1.0, c.input_scale)
     (d / "in.json").write_text(json.dumps({"input_data": outs}))
-    _ezkl.call("gen_witness", ProofError, ezkl.gen_witness, str(d / "in.json"), str(c.compiled), str(d / "w.json"), str(c.vk), str(c.srs))
-    _ezkl.call("prove", ProofError, ezkl.prove, str(d / "w.json"), str(c.compiled), str(c.pk), str(d / "p.json"), "for-aggr", str(c.srs))
-    assert _ezkl.call("verify", ProofError, ezkl.verify, str(d / "p.json"), str(c.settings), str(c.vk), str(c.srs))
+    ps.gen_witness(d / "in.json", c.compiled, d / "w.json", c.vk, c.srs, error=ProofError)
+    ps.prove(d / "w.json", c.compiled, c.pk, d / "p.json", c.srs, proof_type="for-aggr", error=ProofError)
+    assert ps.verify(d / "p.json", c.settings, c.vk, c.srs, error=ProofError)
     return d / "p.json"
 
 
@@ -118,7 +118,7 @@ def test_derived_small_srs_has_the_same_secret(mlp_plan, mlp_circuits, mlp_input
     vks = []
     for name, s in (("big", big.path), ("small", small.path)):
         vk, pk = tmp_path / f"vk_{name}.key", tmp_path / f"pk_{name}.key"
-        _ezkl.call("setup", CircuitError, ezkl.setup, str(c.compiled), str(vk), str(pk), str(s))
+        proofsystem.get().setup(c.compiled, vk, pk, s, error=CircuitError)
         vks.append(storage.sha256_file(vk))
     assert vks[0] == vks[1]
     # dsperse.compile does this cut by itself when given a larger SRS: same keys, no per-call shrink later
@@ -130,5 +130,5 @@ def test_derived_small_srs_has_the_same_secret(mlp_plan, mlp_circuits, mlp_input
     # byte-stable across runs, so compare against this circuit, not mlp_circuits')
     vk_big = tmp_path / "vk_auto_big.key"
     pk_big = tmp_path / "pk_auto_big.key"
-    _ezkl.call("setup", CircuitError, ezkl.setup, str(auto[0].compiled), str(vk_big), str(pk_big), str(big.path))
+    proofsystem.get().setup(auto[0].compiled, vk_big, pk_big, big.path, error=CircuitError)
     assert storage.sha256_file(auto[0].vk) == storage.sha256_file(vk_big)

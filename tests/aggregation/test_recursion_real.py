@@ -16,7 +16,7 @@ import json
 import pytest
 
 from dsperse import aggregation
-from dsperse.proofsystem import _ezkl
+from dsperse import proofsystem
 from dsperse.aggregation import aggregate as A, proofs as P, receipt as R
 from dsperse.errors import ProofError, TransactionRevertedError
 from dsperse.util.storage import read_json
@@ -43,8 +43,6 @@ def leaf(zoo_model, mlp_input, prove_for_aggregation, tmp_path_factory):
 @pytest.fixture(scope="module")
 def forged_leaf(leaf, tmp_path_factory):
     """The honest slice proof with its last G1 point replaced by its first: it parses, and it is false."""
-    import ezkl
-
     run, _ = leaf
     data = P.load(run.proofs[0].path)
     pb = list(data["proof"])
@@ -54,7 +52,7 @@ def forged_leaf(leaf, tmp_path_factory):
     path.write_text(json.dumps(data))
     c = run.circuits[0]
     try:  # the forgery is real: the slice verifier alone rejects it
-        ok = _ezkl.call("verify", ProofError, ezkl.verify, str(path), str(c.settings), str(c.vk), str(c.srs))
+        ok = proofsystem.get().verify(path, c.settings, c.vk, c.srs, error=ProofError)
     except ProofError:
         ok = False
     assert not ok

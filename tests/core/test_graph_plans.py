@@ -231,13 +231,13 @@ def test_multi_column_boundary_with_last_element_tampered_is_rejected(wide_run, 
 @pytest.mark.slow
 def test_compile_once_prove_reuses_recorded_settings(graph_plan, graph_run, cache_dir, monkeypatch):
     """After compile, prove() of the plan finds circuits.json: no calibration, no gen_settings, no setup."""
-    import ezkl
+    from dsperse.proofsystem.ezkl import EzklProofSystem
 
     def refuse(*a, **k):
         raise AssertionError("gen_settings ran again")
 
-    monkeypatch.setattr(ezkl, "gen_settings", refuse)
-    monkeypatch.setattr(ezkl, "calibrate_settings", refuse)
+    monkeypatch.setattr(EzklProofSystem, "gen_settings", refuse)
+    monkeypatch.setattr(EzklProofSystem, "calibrate_settings", refuse)
     again = circuits_mod.compile_plan(graph_plan, cache=cache_dir)
     assert [c.key_id for c in again] == [c.key_id for c in graph_run.circuits]
     assert all(c.reused for c in again)
@@ -245,8 +245,8 @@ def test_compile_once_prove_reuses_recorded_settings(graph_plan, graph_run, cach
 
 @pytest.mark.slow
 def test_aggregation_refuses_a_graph_plan_before_any_work(graph_plan, monkeypatch):
-    import ezkl
+    from dsperse.proofsystem.ezkl import EzklProofSystem
 
-    monkeypatch.setattr(ezkl, "gen_settings", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
+    monkeypatch.setattr(EzklProofSystem, "gen_settings", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
     with pytest.raises(AggregationError, match="graph plan"):
         dsperse.prove(graph_plan, np.zeros(graph_plan.input_shape, np.float32), aggregate=True, progress=False)

@@ -75,16 +75,14 @@ def test_max_slices_must_be_positive(zoo_model, tmp_path):
 
 
 def test_ezkl_row_estimate_balances_on_real_rows(zoo_model, tmp_path):
-    import ezkl
-
-    from dsperse.proofsystem import _ezkl
+    from dsperse import proofsystem
 
     plan = dsperse.slice(zoo_model("cnn"), tmp_path, max_slices=3, estimate="ezkl")
     assert len(plan.slices) == 3
     rows = []
     for s in plan.slices:
         out = tmp_path / f"s{s.index}.json"
-        ezkl.gen_settings(str(s.path), str(out), py_run_args=_ezkl.run_args(param_visibility="fixed"))
+        proofsystem.get().gen_settings(s.path, out, param_visibility="fixed")
         rows.append(__import__("json").loads(out.read_text())["num_rows"])
     costs = [s.cost for s in plan.slices]
     # a slice's cost sums its pieces' rows, each with some fixed overhead: an upper bound that tracks the real rows
