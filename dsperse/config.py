@@ -37,9 +37,9 @@ class PathsConfig:
     runs: Path = Path("~/dsperse-runs").expanduser()
     """Run directories of pipeline jobs that name no workdir ($DSPERSE_RUNS)."""
     ledger: Path | None = None
-    """The Parquet proof ledger; None: <cache>/ledger ($DSPERSE_LEDGER; "off" disables it)."""
+    """The Parquet proof ledger directory ($DSPERSE_LEDGER; "off" disables it); None: <cache>/ledger."""
     ledger_enabled: bool = True
-    """False when $DSPERSE_LEDGER is "off"/"0"/"false"."""
+    """Write the proof ledger; False when $DSPERSE_LEDGER is "off"/"0"/"false" (or with --no-ledger)."""
     srs: Path | None = None
     """A ceremony SRS file; None: a development SRS made once per size into the cache (not for production)."""
 
@@ -105,25 +105,27 @@ class AggregationConfig:
 class ChainConfig:
     """An EVM chain for receipts."""
 
-    rpc: str | None = None
+    rpc: str | None = field(default=None, metadata={"metavar": "URL"})
     """JSON-RPC endpoint, e.g. http://127.0.0.1:8545 ($DSPERSE_RPC)."""
-    private_key: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False, metadata={"metavar": "HEX"})
     """The sender's key, 0x + 64 hex ($DSPERSE_PRIVATE_KEY). Never logged."""
-    deployments: Path | None = None
-    """Where deployed contract addresses are remembered per chain; None: <cache>/deployments ($DSPERSE_DEPLOYMENTS)."""
+    deployments: Path | None = field(default=None, metadata={"metavar": "FILE"})
+    """The file remembering deployed contract addresses per chain id; None: <cache>/evm/deployments.json
+    ($DSPERSE_DEPLOYMENTS)."""
     toolchain: Path | None = None
     """Install dir of anvil / cast / solc-js; None: <cache>/toolchain ($DSPERSE_TOOLCHAIN)."""
     node_modules: Path | None = None
     """A node_modules dir searched first for the tools ($DSPERSE_NODE_MODULES)."""
     solc_dir: Path | None = None
-    """Where EZKL looks for solc 0.8.20; None: ~/.svm/0.8.20 ($DSPERSE_SOLC_DIR)."""
+    """The solc-js 0.8.20 package directory to compile with (used first when it holds that version); None: the
+    one found in the node_modules search ($DSPERSE_SOLC_DIR, also read by the solc wrapper EZKL runs)."""
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """Proof of Sampling: the staking market."""
 
-    market: str | None = None
+    market: str | None = field(default=None, metadata={"metavar": "ADDRESS"})
     """Address of the PoSPMarket contract ($DSPERSE_MARKET)."""
 
 
@@ -157,6 +159,7 @@ class CircuitConfig:
     logrows: int | None = None
     """Rows as a power of two for every slice. None: the smallest that fits all slices."""
     calibration_target: Literal["resources", "accuracy"] = "resources"
+    """What EZKL's calibration optimises: small circuits (resources) or fidelity to the float model (accuracy)."""
     proof_type: Literal["single", "for-aggr"] = "single"
     """for-aggr uses a Poseidon transcript so the proofs can be aggregated; single is EVM-verifiable."""
     fold_rows: bool = False
@@ -212,6 +215,7 @@ class DsperseConfig:
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(DsperseConfig))
+SECTION_TYPES: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(DsperseConfig)}  # type: ignore[misc]
 
 ENV: dict[str, tuple[str, str]] = {
     "DSPERSE_CACHE": ("paths", "cache"),
@@ -229,6 +233,17 @@ ENV: dict[str, tuple[str, str]] = {
     "DSPERSE_MARKET": ("sampling", "market"),
 }
 """Every environment variable dsperse reads, and the field it sets."""
+
+
+def env_table() -> str:
+    """:data:`ENV` as a Markdown table (README's "Configuration" section is this; a test keeps them equal)."""
+    rows = ["| variable | sets | meaning |", "|---|---|---|"]
+    for var, (section, name) in ENV.items():
+        doc = _rst_free(field_docs(SECTION_TYPES[section])[name])
+        doc = re.sub(r"\s*\(\$DSPERSE_\w+(?:; ([^)]*))?\)", lambda m: f" ({m[1]})" if m[1] else "", doc)
+        doc = doc.split("; None:")[0].rstrip(".")
+        rows.append(f"| `{var}` | `{section}.{name}` | {doc} |")
+    return "\n".join(rows)
 
 
 def apply_env(cfg: DsperseConfig, environ: Mapping[str, str]) -> DsperseConfig:
@@ -348,7 +363,7 @@ def add_arguments(parser, section: type, only: tuple[str, ...] | None = None, de
             kw["action"] = argparse_bool()
         elif kind in (int, float, str, Path):
             kw["type"] = kind
-            kw["metavar"] = {int: "N", float: "X", Path: "PATH", str: "TEXT"}[kind]
+            kw["metavar"] = f.metadata.get("metavar") or {int: "N", float: "X", Path: "PATH", str: "TEXT"}[kind]
         else:
             continue  # mappings etc. are set through a spec file, not a flag
         parser.add_argument(flag, **kw)
@@ -364,7 +379,7 @@ def from_args(section: Any, args: Any, prefix: str = "") -> Any:
     """``section`` with every flag the user gave (not None) applied."""
     given = {}
     for f in dataclasses.fields(section):
-        v = getattr(args, f"{prefix}{f.name}", None)
+        v = getattr(args, f"{prefix}{f.name}".replace("-", "_"), None)
         if v is not None:
             given[f.name] = v
     return update(section, given, where="flags") if given else section

@@ -8,7 +8,6 @@ and the same addresses for other contracts, so stale entries are ignored.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,11 +18,11 @@ from dsperse.util import storage
 
 
 def default_path() -> Path:
-    if env := os.environ.get("DSPERSE_DEPLOYMENTS"):
-        return Path(env).expanduser()
-    from dsperse.circuits.srs import cache_dir
+    """``chain.deployments`` ($DSPERSE_DEPLOYMENTS), else ``<cache>/evm/deployments.json``."""
+    from dsperse.config import DsperseConfig
 
-    return cache_dir() / "evm" / "deployments.json"
+    cfg = DsperseConfig.from_env()
+    return cfg.chain.deployments or cfg.paths.cache / "evm" / "deployments.json"
 
 
 @dataclass

@@ -11,7 +11,6 @@ source checkout gets (``scripts/install_toolchain.sh`` only calls :func:`install
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import shutil
@@ -250,10 +249,12 @@ def _version_check(tool: str, path: Path, want: str | None) -> Check:
 
 def _label(path: Path, dirs: list[Path]) -> str:
     """Which search place ``path`` came from."""
-    env = os.environ.get("DSPERSE_NODE_MODULES")
+    from dsperse.config import DsperseConfig
+
+    env = DsperseConfig.from_env().chain.node_modules
     for d in dirs:
         if path == d or d in path.parents:
-            if env and d == Path(env):
+            if env is not None and d == env:
                 return "$DSPERSE_NODE_MODULES"
             if d == toolchain_dir() / "node_modules":
                 return "install dir"

@@ -45,11 +45,10 @@ def toolchain_dir() -> Path:
 
     ``<cache>`` is ``$DSPERSE_CACHE`` or ``~/.cache/dsperse``, so a wheel install needs no source checkout.
     """
-    if env := os.environ.get("DSPERSE_TOOLCHAIN"):
-        return Path(env).expanduser()
-    from dsperse.circuits.srs import cache_dir
+    from dsperse.config import DsperseConfig
 
-    return cache_dir() / "toolchain"
+    cfg = DsperseConfig.from_env()
+    return cfg.chain.toolchain or cfg.paths.cache / "toolchain"
 
 
 def _checkout_node_modules() -> Path | None:
@@ -84,9 +83,11 @@ class CompiledContract:
 
 def _node_modules_dirs() -> list[Path]:
     """Every ``node_modules`` searched, in order (srs_shrink looks for ffjavascript in the same places)."""
+    from dsperse.config import DsperseConfig
+
     dirs = []
-    if env := os.environ.get("DSPERSE_NODE_MODULES"):
-        dirs.append(Path(env))
+    if (env := DsperseConfig.from_env().chain.node_modules) is not None:
+        dirs.append(env)
     dirs.append(toolchain_dir() / "node_modules")
     if (checkout := _checkout_node_modules()) is not None:
         dirs.append(checkout)
@@ -104,6 +105,11 @@ def _find_bin(name: str, package: str, dirs: list[Path], path: bool = True) -> P
 
 
 def _find_solc_js(dirs: list[Path]) -> Path | None:
+    from dsperse.config import DsperseConfig
+
+    chosen = DsperseConfig.from_env().chain.solc_dir  # $DSPERSE_SOLC_DIR: a solc-js package dir, used first
+    if chosen is not None and (chosen / "soljson.js").is_file() and package_version(chosen) == SOLC_VERSION:
+        return chosen
     for nm in dirs:
         p = nm / "solc"
         if (p / "soljson.js").is_file() and package_version(p) == SOLC_VERSION:

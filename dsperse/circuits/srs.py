@@ -11,7 +11,6 @@ so a run uses a single file for every slice and for the aggregator.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +29,12 @@ DEV_WARNING = (
 
 
 def cache_dir(override: Path | str | None = None) -> Path:
-    """Where SRS files, keys and verifiers are cached: argument, then $DSPERSE_CACHE, then ~/.cache/dsperse."""
+    """Where SRS files, keys and verifiers are cached: argument, then ``paths.cache`` ($DSPERSE_CACHE, ~/.cache/dsperse)."""
     if override is not None:
         return Path(override).expanduser()
-    return Path(os.environ.get("DSPERSE_CACHE", Path.home() / ".cache" / "dsperse")).expanduser()
+    from dsperse.config import DsperseConfig
+
+    return DsperseConfig.from_env().paths.cache
 
 
 @dataclass(frozen=True)
