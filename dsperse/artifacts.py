@@ -10,13 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from dsperse.errors import MissingArtifactError
+from dsperse.errors import CorruptArtifactError, DsperseError, MissingArtifactError
 from dsperse.linking.layout import CommittedTensor
 from dsperse.linking.layout import from_json as layout_from_json
 from dsperse.util import storage
 
 Visibility = Literal["public", "polycommit", "hashed", "private", "fixed"]
 T = TypeVar("T")
+
+
+def _why(exc: BaseException) -> str:
+    """What is wrong with a record file, for CorruptArtifactError: a missing field, bad JSON, a wrong type."""
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _to_dict(obj: Any) -> Any:
@@ -171,13 +178,18 @@ class SlicePlan:
         path = root / cls.FILE if root.is_dir() else root
         if not path.exists():
             raise MissingArtifactError("slice plan", path)
-        data = storage.read_json(path)
-        if data["slices"] and "inputs" not in data["slices"][0]:
-            from dsperse.errors import SlicingError
+        try:
+            data = storage.read_json(path)
+            if data["slices"] and "inputs" not in data["slices"][0]:
+                from dsperse.errors import SlicingError
 
-            raise SlicingError(f"{path} was written by an older dsperse (one input/output per slice); slice the model again")
-        plan = _from_dict(cls, data)
-        plan.slices = [Slice.from_json(s) for s in data["slices"]]
+                raise SlicingError(f"{path} was written by an older dsperse (one input/output per slice); slice the model again")
+            plan = _from_dict(cls, data)
+            plan.slices = [Slice.from_json(s) for s in data["slices"]]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+            if isinstance(exc, DsperseError):
+                raise
+            raise CorruptArtifactError("slice plan", path, _why(exc)) from exc
         return plan
 
 
@@ -403,13 +415,19 @@ class Run:
         path = workdir / cls.FILE
         if not path.exists():
             raise MissingArtifactError("run record (is the run finished?)", path)
-        data = storage.read_json(path)
-        return cls(
-            workdir=workdir,
-            plan=SlicePlan.load(data["plan_root"]),
-            circuits=[circuit_from_json(c) for c in data["circuits"]],
-            witnesses=[_from_dict(Witness, w) for w in data["witnesses"]],
-            proofs=[_from_dict(SliceProof, p) for p in data["proofs"]],
-            receipt=_from_dict(Receipt, data["receipt"]),
-            aggregate=RunAggregate.from_json(data["aggregate"]) if data.get("aggregate") else None,
-        )
+        try:
+            data = storage.read_json(path)
+            plan_root = data["plan_root"]
+            return cls(
+                workdir=workdir,
+                plan=SlicePlan.load(plan_root),
+                circuits=[circuit_from_json(c) for c in data["circuits"]],
+                witnesses=[_from_dict(Witness, w) for w in data["witnesses"]],
+                proofs=[_from_dict(SliceProof, p) for p in data["proofs"]],
+                receipt=_from_dict(Receipt, data["receipt"]),
+                aggregate=RunAggregate.from_json(data["aggregate"]) if data.get("aggregate") else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+            if isinstance(exc, DsperseError):
+                raise
+            raise CorruptArtifactError("run record", path, _why(exc)) from exc

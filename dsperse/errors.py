@@ -96,6 +96,15 @@ class MissingArtifactError(DsperseError):
         super().__init__(f"missing {what}: {path}. Run the stage that makes it (see `dsperse --help`).")
 
 
+class CorruptArtifactError(DsperseError, ValueError):
+    """Raised when a file dsperse wrote (plan.json, run.json, manifest.json) is not valid JSON or lacks fields."""
+
+    def __init__(self, what: str, path, reason: str):
+        self.what, self.path, self.reason = what, path, reason
+        super().__init__(f"{path}: not a usable {what} ({reason}). Make it again with the stage that writes it, "
+                         "or restore the file.")
+
+
 class SRSError(DsperseError):
     """Raised when no SRS of the needed size can be found or made."""
 

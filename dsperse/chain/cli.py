@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from dsperse.util.argtypes import address, nonempty, private_key, rpc_url
+
 CHAIN_EPILOG = """\
 The registry (ProofOfInference) and the per-slice verifiers are deployed on first use and their
 addresses recorded per chain id in the deployments file ($DSPERSE_DEPLOYMENTS, default
@@ -19,9 +21,9 @@ unlocked account signs (anvil has ten).
 
 
 def _chain_flags(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC endpoint of the EVM node, e.g. http://127.0.0.1:8545")
-    q.add_argument("--private-key", metavar="HEX", help="signing key (default: $DSPERSE_PRIVATE_KEY, else the node's first unlocked account)")
-    q.add_argument("--registry", metavar="ADDRESS", help="ProofOfInference address (default: from the deployments file)")
+    q.add_argument("--rpc", required=True, type=rpc_url, metavar="URL", help="JSON-RPC endpoint of the EVM node, e.g. http://127.0.0.1:8545")
+    q.add_argument("--private-key", type=private_key, metavar="HEX", help="signing key (default: $DSPERSE_PRIVATE_KEY, else the node's first unlocked account)")
+    q.add_argument("--registry", type=address, metavar="ADDRESS", help="ProofOfInference address (default: from the deployments file)")
     q.add_argument("--deployments", type=Path, metavar="FILE", help="deployments file (default: $DSPERSE_DEPLOYMENTS or ~/.cache/dsperse/evm/deployments.json)")
     q.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
@@ -92,7 +94,7 @@ def add_subcommands(subparsers) -> None:
         "proven with --aggregate is submitted as its ONE aggregated proof, with the same commitment and receipt id.",
     )
     s.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory (holding run.json)")
-    s.add_argument("--job-id", help="job id (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
+    s.add_argument("--job-id", type=nonempty, help="job id (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
                    "Default: the run's job id, else one derived from its proofs")
     s.add_argument("--no-register", action="store_true", help="fail instead of registering an unknown model")
     s.add_argument("--aggregated", action="store_true", help="insist on the run's ONE aggregated proof (prove --aggregate; "
@@ -116,8 +118,8 @@ def add_subcommands(subparsers) -> None:
         description="Print the receipt stored for JOB_ID: model id, input hash, output hash, de-quantized output, "
         "prover and block.",
     )
-    q.add_argument("job_id", metavar="JOB_ID", help="the job id given at submit time")
-    q.add_argument("--prover", metavar="ADDRESS", help="whose receipt of JOB_ID to read (default: the signing account); "
+    q.add_argument("job_id", type=nonempty, metavar="JOB_ID", help="the job id given at submit time")
+    q.add_argument("--prover", type=address, metavar="ADDRESS", help="whose receipt of JOB_ID to read (default: the signing account); "
                    "receipts are kept per prover and job, so one prover cannot block another's job id")
     _chain_flags(q)
     q.set_defaults(fn=cmd_receipt)

@@ -68,13 +68,22 @@ def http_web3(rpc_url: str, timeout: float = 60.0) -> Web3:
     return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry))
 
 
+def account_from_key(private_key: str):
+    """The eth_account account of a hex private key; a malformed key is a ChainError that does not echo it."""
+    try:
+        return Account.from_key(private_key)
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+        raise ChainError("not a valid private key: give 64 hex digits (0x optional), via --private-key or "
+                         "$DSPERSE_PRIVATE_KEY") from exc
+
+
 class Transport:
     """Sends transactions from one account over one web3 connection."""
 
     def __init__(self, w3: Web3, *, private_key: str | None = None, timeout: float = 120.0,
                  gas: GasPolicy = GasPolicy(), where: str | None = None):  # fmt: skip
         self.w3 = w3
-        self.account = Account.from_key(private_key) if private_key else None
+        self.account = account_from_key(private_key) if private_key else None
         self.timeout = timeout
         self.gas = gas
         self.where = where or getattr(w3.provider, "endpoint_uri", None) or "the EVM node"

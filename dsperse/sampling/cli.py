@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from dsperse.errors import DsperseError, MarketUsageError  # noqa: F401  (MarketUsageError: re-exported)
+from dsperse.util.argtypes import address, hex32, non_negative, non_negative_int, positive_int, private_key, probability, rpc_url
 
 MARKET_EPILOG = """\
 how a job goes (every step is one command; anyone may run draw and settle):
@@ -364,15 +365,15 @@ def cmd_simulate(a) -> int:
 
 
 def _chain_flags(q: argparse.ArgumentParser, market: bool = True) -> None:
-    q.add_argument("--rpc", default=os.environ.get("DSPERSE_RPC"), metavar="URL", help="JSON-RPC endpoint (default $DSPERSE_RPC)")
-    q.add_argument("--private-key", metavar="HEX", help="signing key (default $DSPERSE_PRIVATE_KEY)")
+    q.add_argument("--rpc", default=os.environ.get("DSPERSE_RPC"), type=rpc_url, metavar="URL", help="JSON-RPC endpoint (default $DSPERSE_RPC)")
+    q.add_argument("--private-key", type=private_key, metavar="HEX", help="signing key (default $DSPERSE_PRIVATE_KEY)")
     if market:
-        q.add_argument("--market", default=os.environ.get("DSPERSE_MARKET"), metavar="ADDRESS", help="PoSPMarket address (default $DSPERSE_MARKET)")
+        q.add_argument("--market", default=os.environ.get("DSPERSE_MARKET"), type=address, metavar="ADDRESS", help="PoSPMarket address (default $DSPERSE_MARKET)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _job(q: argparse.ArgumentParser) -> None:
-    q.add_argument("job_id", metavar="JOB_ID", help="0x + 64 hex digits, as printed by post-job")
+    q.add_argument("job_id", type=hex32, metavar="JOB_ID", help="0x + 64 hex digits, as printed by post-job")
 
 
 def _outputs(q: argparse.ArgumentParser) -> None:
@@ -396,19 +397,19 @@ def add_subcommands(subparsers) -> None:
 
     d = sub.add_parser("deploy", help="deploy a market", formatter_class=fmt, description="Deploy PoSPMarket. "
                        "Pick p with `dsperse market economics`: honesty pays when p > C / ((1 - r)(R + S)).")
-    d.add_argument("--poi", metavar="ADDRESS", required=True, help="ProofOfInference registry: only its models take jobs")
+    d.add_argument("--poi", type=address, metavar="ADDRESS", required=True, help="ProofOfInference registry: only its models take jobs")
     d.add_argument("--min-stake", type=parse_amount, default="1ether", help="stake an operator needs to get jobs (default 1ether)")
     d.add_argument("--slash", type=parse_amount, default="1ether", help="S, slashed per lie or missed deadline (default 1ether, <= min stake)")
     d.add_argument("--bond", type=parse_amount, default="0.1ether", help="minimum challenge bond (default 0.1ether)")
-    d.add_argument("--audit-bps", type=int, default=1000, help="p in basis points, 0..10000 (default 1000 = 10%%)")
-    d.add_argument("--reporter-share-bps", type=int, default=5000, help="share of a slash paid to the reporter, at most 5000 so a self-report loses; the rest is burned (default 5000)")
-    d.add_argument("--commit-window", type=int, default=20, help="blocks to commit an output after posting (default 20)")
-    d.add_argument("--audit-delay", type=int, default=2, help="k: the requester reveals its audit secret from commit block + k (default 2)")
-    d.add_argument("--proof-window", type=int, default=50, help="blocks to prove an audited job (default 50)")
-    d.add_argument("--challenge-window", type=int, default=30, help="blocks after the commit to challenge and reveal the secret, at most 256 (default 30)")
-    d.add_argument("--unstake-delay", type=int, default=10, help="blocks between unstake and withdraw-stake (default 10)")
-    d.add_argument("--quorum", type=int, default=2, help="matching validator verdicts that decide an audit at its proof deadline; 0 disables (default 2)")
-    d.add_argument("--validator", action="append", metavar="ADDRESS", help="admit a validator (repeatable); it must then stake")
+    d.add_argument("--audit-bps", type=non_negative_int, default=1000, help="p in basis points, 0..10000 (default 1000 = 10%%)")
+    d.add_argument("--reporter-share-bps", type=non_negative_int, default=5000, help="share of a slash paid to the reporter, at most 5000 so a self-report loses; the rest is burned (default 5000)")
+    d.add_argument("--commit-window", type=positive_int, default=20, help="blocks to commit an output after posting (default 20)")
+    d.add_argument("--audit-delay", type=non_negative_int, default=2, help="k: the requester reveals its audit secret from commit block + k (default 2)")
+    d.add_argument("--proof-window", type=positive_int, default=50, help="blocks to prove an audited job (default 50)")
+    d.add_argument("--challenge-window", type=non_negative_int, default=30, help="blocks after the commit to challenge and reveal the secret, at most 256 (default 30)")
+    d.add_argument("--unstake-delay", type=non_negative_int, default=10, help="blocks between unstake and withdraw-stake (default 10)")
+    d.add_argument("--quorum", type=non_negative_int, default=2, help="matching validator verdicts that decide an audit at its proof deadline; 0 disables (default 2)")
+    d.add_argument("--validator", action="append", type=address, metavar="ADDRESS", help="admit a validator (repeatable); it must then stake")
     _chain_flags(d, market=False)
     d.set_defaults(fn=cmd_deploy)
 
@@ -417,8 +418,8 @@ def add_subcommands(subparsers) -> None:
                        "slices FROM..last as always proven (targeted verification): the part model must run exactly "
                        "those slices' verifier code; every unsampled job then needs its receipt, with the committed output.")
     r.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
-    r.add_argument("--slices", type=int, required=True, help="number of slices of the model")
-    r.add_argument("--always-proven-from", type=int, metavar="I", help="slices I..last are proven for every job")
+    r.add_argument("--slices", type=positive_int, required=True, help="number of slices of the model")
+    r.add_argument("--always-proven-from", type=non_negative_int, metavar="I", help="slices I..last are proven for every job")
     r.add_argument("--part-model", metavar="ID", help="registry model id of the sub-model made of those slices")
     _chain_flags(r)
     r.set_defaults(fn=cmd_register_model)
@@ -433,7 +434,7 @@ def add_subcommands(subparsers) -> None:
                        "fewer than CAPACITY of them are open. --capacity 0 stops new jobs.")
     o.add_argument("model_id", metavar="MODEL_ID")
     o.add_argument("--min-fee", type=parse_amount, required=True, help="lowest fee accepted per job, e.g. 0.01ether")
-    o.add_argument("--capacity", type=int, default=10, help="most open jobs of this model at once (default 10; 0 stops)")
+    o.add_argument("--capacity", type=non_negative_int, default=10, help="most open jobs of this model at once (default 10; 0 stops)")
     _chain_flags(o)
     o.set_defaults(fn=cmd_offer)
 
@@ -444,9 +445,9 @@ def add_subcommands(subparsers) -> None:
     g = pj.add_mutually_exclusive_group(required=True)
     g.add_argument("--input-hash", metavar="HEX", help="input commitment (for receipts: keccak of slice 0's input felts)")
     g.add_argument("--input-file", type=Path, help="hash this file's bytes as the commitment")
-    pj.add_argument("--operator", required=True, metavar="ADDRESS")
+    pj.add_argument("--operator", required=True, type=address, metavar="ADDRESS")
     pj.add_argument("--fee", type=parse_amount, required=True, help="paid to the operator when the job settles")
-    pj.add_argument("--secret", metavar="HEX", help="32-byte audit secret to commit to (default: a fresh random one, printed)")
+    pj.add_argument("--secret", type=hex32, metavar="HEX", help="32-byte audit secret to commit to (default: a fresh random one, printed)")
     _chain_flags(pj)
     pj.set_defaults(fn=cmd_post_job)
 
@@ -454,7 +455,7 @@ def add_subcommands(subparsers) -> None:
                         "From audit-delay blocks after the commitment until the challenge window closes. The draw mixes "
                         "the secret with the hash of the commitment's block: neither side alone can steer it.")
     _job(rv)
-    rv.add_argument("--secret", required=True, metavar="HEX", help="as printed by post-job")
+    rv.add_argument("--secret", required=True, type=hex32, metavar="HEX", help="as printed by post-job")
     _chain_flags(rv)
     rv.set_defaults(fn=cmd_reveal)
 
@@ -512,7 +513,7 @@ def add_subcommands(subparsers) -> None:
                         "is slashed. After leaving (or removal) the stake comes back once its verdicts' jobs closed.")
     va.add_argument("action", choices=["stake", "leave", "withdraw", "remove"])
     va.add_argument("amount", nargs="?", type=parse_amount, help="for stake, e.g. 2ether")
-    va.add_argument("--address", metavar="ADDRESS", help="for remove: the validator the owner removes")
+    va.add_argument("--address", type=address, metavar="ADDRESS", help="for remove: the validator the owner removes")
     _chain_flags(va)
     va.set_defaults(fn=cmd_validator)
 
@@ -532,25 +533,25 @@ def add_subcommands(subparsers) -> None:
     w.set_defaults(fn=cmd_withdraw)
 
     sh = sub.add_parser("show", help="a job, an operator, or the market's config and books")
-    sh.add_argument("job_id", nargs="?", metavar="JOB_ID")
-    sh.add_argument("--operator", metavar="ADDRESS")
+    sh.add_argument("job_id", nargs="?", type=hex32, metavar="JOB_ID")
+    sh.add_argument("--operator", type=address, metavar="ADDRESS")
     _chain_flags(sh)
     sh.set_defaults(fn=cmd_show)
 
     def econ_flags(q):
-        q.add_argument("--R", type=float, required=True, help="fee paid per honest job")
-        q.add_argument("--S", type=float, required=True, help="stake slashed per proven lie")
-        q.add_argument("--C", type=float, required=True, help="cost a cheater saves per job")
-        q.add_argument("--r", type=float, default=0.0, help="colluding share: chance an audit is judged by accomplices")
-        q.add_argument("--proof-cost", type=float, default=0.0, help="what an honest operator spends proving an audited job")
-        q.add_argument("--q", type=float, default=0.3, help="cheat probability of the 'mixed' strategy")
+        q.add_argument("--R", type=non_negative, required=True, help="fee paid per honest job")
+        q.add_argument("--S", type=non_negative, required=True, help="stake slashed per proven lie")
+        q.add_argument("--C", type=non_negative, required=True, help="cost a cheater saves per job")
+        q.add_argument("--r", type=probability("colluding share r"), default=0.0, help="colluding share: chance an audit is judged by accomplices")
+        q.add_argument("--proof-cost", type=non_negative, default=0.0, help="what an honest operator spends proving an audited job")
+        q.add_argument("--q", type=probability("cheat probability q"), default=0.3, help="cheat probability of the 'mixed' strategy")
 
     e = sub.add_parser("economics", help="the audit probability that makes honesty pay", formatter_class=fmt,
                        description="A cheat saves C and is caught with probability p (1 - r), losing the fee R and the "
                        "slash S. Honesty strictly dominates when p > p* = C / ((1 - r)(R + S) - proof_cost).",
                        epilog="example: dsperse market economics --R 0.01 --S 1 --C 0.008 --p 0.01")
     econ_flags(e)
-    e.add_argument("--p", type=float, help="also show expected profits at this p")
+    e.add_argument("--p", type=probability("audit probability p"), help="also show expected profits at this p")
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=cmd_economics)
 
@@ -558,29 +559,27 @@ def add_subcommands(subparsers) -> None:
                         description="Simulate OPERATORS operators x JOBS jobs at each p (Ray tasks, vectorised numpy, seeded) "
                         "and print detection rate and profit per strategy; --out writes posp_profit_vs_p.png.")
     econ_flags(sm)
-    sm.add_argument("--K", type=float, default=0.0, help="honest compute cost per job")
-    sm.add_argument("--p", type=float, nargs="+", default=[0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
-    sm.add_argument("--operators", type=int, default=1000)
-    sm.add_argument("--jobs", type=int, default=200)
-    sm.add_argument("--honest", type=float, default=0.7, help="share of honest operators")
-    sm.add_argument("--cheat", type=float, default=0.1)
-    sm.add_argument("--mixed", type=float, default=0.1)
-    sm.add_argument("--collude", type=float, default=0.1)
-    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--K", type=non_negative, default=0.0, help="honest compute cost per job")
+    sm.add_argument("--p", type=probability("audit probability p"), nargs="+", default=[0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
+    sm.add_argument("--operators", type=positive_int, default=1000)
+    sm.add_argument("--jobs", type=positive_int, default=200)
+    sm.add_argument("--honest", type=probability("share of honest operators"), default=0.7, help="share of honest operators")
+    sm.add_argument("--cheat", type=probability("share of cheaters"), default=0.1)
+    sm.add_argument("--mixed", type=probability("share of mixed operators"), default=0.1)
+    sm.add_argument("--collude", type=probability("share of colluders"), default=0.1)
+    sm.add_argument("--seed", type=non_negative_int, default=0)
     sm.add_argument("--out", type=Path, help="directory for the PNG plot")
     sm.add_argument("--ray-address", help="existing Ray cluster (default: a local one)")
     sm.set_defaults(fn=cmd_simulate)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dsperse.sampling.cli")
+    from dsperse.cli import Parser, parse, run_command
+
+    p = Parser(prog="python -m dsperse.sampling.cli")
     add_subcommands(p.add_subparsers(dest="command", required=True))
-    a = p.parse_args(argv)
-    try:
-        return a.fn(a) or 0
-    except DsperseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    a = parse(p, argv)
+    return a if isinstance(a, int) else run_command(a)
 
 
 if __name__ == "__main__":

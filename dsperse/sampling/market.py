@@ -19,14 +19,13 @@ import os
 from dataclasses import astuple, dataclass
 from typing import Any, Sequence
 
-from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
 from web3.logs import DISCARD
 
 from dsperse.chain import sources
 from dsperse.chain.encoding import bytes32_id, felts_to_uints, ints_hash, uints_hash
-from dsperse.chain.transport import GasPolicy, Transport
+from dsperse.chain.transport import GasPolicy, Transport, account_from_key
 
 CONTRACT_PATH = sources.CONTRACTS_DIR / "PoSPMarket.sol"
 BURN_ADDRESS = "0x000000000000000000000000000000000000dEaD"
@@ -294,7 +293,7 @@ class Role:
     def __init__(self, market: Market, private_key: str):
         self.market = market
         self.key = private_key
-        self.address = Account.from_key(private_key).address
+        self.address = account_from_key(private_key).address
 
     def _tx(self, fn: str, *args, value: int = 0) -> dict:
         return self.market.transact(self.key, fn, *args, value=value)
