@@ -234,7 +234,8 @@ def _receipt_gas(chain, root_sol: Path, args: dict) -> dict:
     agg_gas = R.submit(chain, r, b"\x01" * 32, pb, inst, expected_input_hash=R.input_hash(inst, lay))["gasUsed"]
     # the linked receipt of the issue-4 path: the same slice, EVM-transcript proof, ProofOfInference
     plan = dsperse.SlicePlan.load(args["plan"])
-    run = dsperse.prove(plan, _seeded_input(), Path(args["work"]) / "linked-run", srs=args["srs"], progress=False)
+    run = dsperse.prove(plan, _seeded_input(), Path(args["work"]) / "linked-run", config={"paths": {"srs": args["srs"]}},
+                        progress=False)  # fmt: skip
     chain.register_model(run)
     linked_gas = chain.submit(run, job_id="linked").gas_used
     return {"aggregated_receipt": agg_gas, "linked_receipt": linked_gas, "slices": 1}

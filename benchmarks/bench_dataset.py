@@ -1,11 +1,11 @@
-"""Rows per minute: dsperse.prove_dataset over a Parquet file vs one dsperse.prove(inputs=[...], cluster=) call.
+"""Rows per minute: dsperse.prove_dataset over a Parquet file vs one dsperse.prove_batch(plan, [...], cluster=) call.
 
     RAY_AUTH_MODE=token .venv/bin/python benchmarks/bench_dataset.py [--rows 6] [--cache DIR]
 
 Same work and same Ray cluster for both: the zoo "mlp" cut into 3 slices (k=15, keys from the cache),
 N seeded inputs, 3N EZKL proofs. One local cluster (2 CPUs here) serves every config in turn.
 
-  prove        dsperse.prove(plan, xs, cluster="auto"): a fresh ProverPool, the batch pipelined, then
+  prove        dsperse.prove_batch(plan, xs, cluster="auto"): a fresh ProverPool, the batch pipelined, then
                dsperse.verify on each run (timed apart: prove_dataset verifies inside its wall time)
   dataset      dsperse.prove_dataset(plan, "inputs.parquet", out): stage with Ray Data, a fresh ProverPool,
                rows pipelined, each row verified, the Parquet output written
@@ -65,8 +65,8 @@ def main() -> None:
 
     def bench_prove() -> None:
         t0 = time.perf_counter()
-        runs = dsperse.prove(plan, list(xs), work / "prove", circuits=circuits, cluster="auto", job_id="bench",
-                             progress=False, ledger=False)  # fmt: skip
+        runs = dsperse.prove_batch(plan, list(xs), work / "prove", circuits=circuits, cluster="auto", job_id="bench",
+                                   progress=False, config={"paths": {"ledger_enabled": False}})  # fmt: skip
         wall["prove"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         assert all(dsperse.verify(r, expected_input=x, ledger=False) for r, x in zip(runs, xs))

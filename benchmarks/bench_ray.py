@@ -5,9 +5,9 @@
 Same work everywhere: the zoo "mlp" cut into 3 slices (k=15), a batch of N seeded
 inputs, every slice proven for every input (3N EZKL proofs), keys from the cache.
 
-  loop        the core path in this process: dsperse.prove(..., backend=LocalBackend), inputs one by one
+  loop        the core path in this process: dsperse.prove(...) (LocalBackend), inputs one by one
   cold        one fresh Python process per input (import, load keys, prove 3 slices, exit)
-  ray xA      prove_on_ray on a local Ray cluster with A warm SliceProver actors (A=1, 2, 3)
+  ray xA      dsperse.prove_batch on a RayBackend: a local Ray cluster, A warm SliceProver actors (A=1, 2, 3)
 
 Prints tables and writes benchmarks/out/ray.json. Proving is CPU-bound (EZKL uses every
 core), so on a 2-core box more actors overlap work but cannot beat the core count.
@@ -74,7 +74,7 @@ def main() -> None:
     a = ap.parse_args()
     import ray
 
-    from dsperse.distributed import ProverPool, RayOptions, prove_on_ray
+    from dsperse.distributed import ProverConfig, ProverPool, RayBackend
 
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     res: dict = {"machine_start": machine(), "batch": a.batch}
@@ -114,15 +114,15 @@ def main() -> None:
     try:
         for actors in (1, 2, 3):
             t0 = time.perf_counter()
-            pool = ProverPool(circuits, RayOptions(actors=actors, device="cpu"))
+            pool = ProverPool(circuits, ProverConfig(actors=actors, device="cpu"))
             res["pool_start_s"][actors] = time.perf_counter() - t0
             try:
                 t0 = time.perf_counter()
-                out = prove_on_ray(plan, xs, work / f"ray{actors}", circuits=circuits, cluster="auto", progress=False, pool=pool)
+                runs = dsperse.prove_batch(plan, xs, work / f"ray{actors}", circuits=circuits, backend=RayBackend(pool=pool),
+                                           progress=False)  # fmt: skip
                 rows[f"ray x{actors}"] = time.perf_counter() - t0
             finally:
                 pool.close()
-            runs = out if isinstance(out, list) else [out]
             per_proof[f"ray x{actors}"] = [p.seconds for r in runs for p in r.proofs]
             if actors == len(circuits):  # each actor proved its slice N times: first call vs later ones
                 first_vs_rest = {"first": [p.seconds for p in runs[0].proofs],

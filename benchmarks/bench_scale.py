@@ -74,7 +74,7 @@ def measure(model: str, mode: str, workdir: Path, gas: bool = False) -> dict:
     import dsperse
     from dsperse.circuits import srs as srs_mod
     from dsperse.circuits.build import compile_plan
-    from dsperse.proving.run import Manifest, prepare_witnesses
+    from dsperse.proving.runs import Manifest, prepare_witnesses
     from dsperse.tools import zoo
 
     wd = workdir / model / mode.replace(":", "-")
@@ -108,7 +108,7 @@ def measure(model: str, mode: str, workdir: Path, gas: bool = False) -> dict:
         print(f"  slice {c.slice_index}: k={c.logrows} rows={c.num_rows:,} prove {proofs[-1]['seconds']:.1f}s "
               f"peak {proofs[-1]['peak_rss'] / 1e9:.2f} GB", flush=True)
     from dsperse.artifacts import SliceProof
-    from dsperse.proving.run import finish_run
+    from dsperse.proving.runs import finish_run
     from dsperse.util import storage
 
     records = [SliceProof(c.slice_index, run_dir / f"proof_{c.slice_index}.json",

@@ -3,12 +3,13 @@
     import dsperse
     plan = dsperse.slice("model.onnx", max_logrows=16)   # every slice within 2^16 rows (tiled where needed)
     print(plan.describe())
-    run = dsperse.prove(plan, inputs="input.json", workdir="runs/x")
+    run = dsperse.prove(plan, "input.json", "runs/x")     # one input -> Run
+    runs = dsperse.prove_batch(plan, [x1, x2], "runs/b", cluster="auto")   # several -> list[Run] (runs/b/<n>/)
     assert dsperse.verify(run)
     print(run.output, run.receipt)
 
 The core (slicing, circuits, proving, linking, verification) needs no Ray;
-``cluster=`` hands slice proving to Ray actors, ``dsperse.chain`` puts receipts on an EVM chain.
+``cluster=`` hands slice proving to Ray actors (``backend=`` to bring your own), ``dsperse.chain`` puts receipts on an EVM chain.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Sequence
 
 from dsperse.artifacts import Circuit, Edge, Receipt, Run, Slice, SlicePlan, SliceProof, Witness
-from dsperse.circuits.build import CircuitConfig, compile_plan
+from dsperse.circuits.build import compile_plan
+from dsperse.config import CircuitConfig, DsperseConfig, ProverConfig
 from dsperse.errors import DsperseError
 from dsperse.linking.verification import Tolerance, verify
-from dsperse.proving.run import prove
+from dsperse.proving.run import prove, prove_batch
 from dsperse.slicing.chain import Strategy, slice_model
 
 __version__ = "0.1.0"
@@ -66,6 +68,6 @@ def prove_dataset(plan: SlicePlan | Path | str, dataset, out: Path | str, **kwar
 
 
 __all__ = [
-    "Circuit", "CircuitConfig", "DsperseError", "Edge", "Receipt", "Run", "Slice", "SlicePlan", "SliceProof", "Tolerance", "Witness",
-    "compile", "prove", "prove_dataset", "slice", "verify",
+    "Circuit", "CircuitConfig", "DsperseConfig", "DsperseError", "Edge", "ProverConfig", "Receipt", "Run", "Slice", "SlicePlan",
+    "SliceProof", "Tolerance", "Witness", "compile", "prove", "prove_batch", "prove_dataset", "slice", "verify",
 ]

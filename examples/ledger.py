@@ -32,7 +32,8 @@ if not ledger.files():
     model = zoo.export("mlp", workdir / "mlp.onnx", seed=0)
     plan = dsperse.slice(model, workdir / "mlp.slices", max_slices=3, strategy="layers")
     x = np.random.default_rng(0).standard_normal(plan.input_shape).astype(np.float32)
-    run = dsperse.prove(plan, x, workdir / "run", job_id="example-1", progress=False, ledger=ledger)
+    run = dsperse.prove(plan, x, workdir / "run", job_id="example-1", progress=False,
+                        config={"paths": {"ledger": ledger.path}})  # the ledger is a paths setting
     dsperse.verify(run, job_id="example-1", expected_input=x, ledger=ledger)
 
 print(f"ledger {ledger.path}: {len(ledger.files())} file(s)\n\nper model:")

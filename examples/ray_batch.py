@@ -1,7 +1,7 @@
 """A batch of 3 inputs proven on a local Ray cluster: one prover actor per slice, inputs pipelined.
 
 Starts its own local Ray cluster (ray.init(address="local"): never someone else's cluster on a shared
-machine), hands it to dsperse.prove with cluster="auto" (which uses this process's connection), proves 3
+machine), hands it to dsperse.prove_batch with cluster="auto" (which uses this process's connection), proves 3
 inputs of the zoo MLP through 3 SliceProver actors (while slice 1 proves input k, slice 0 already proves
 input k+1), verifies each run, and shuts the cluster down.
 
@@ -36,7 +36,7 @@ ray.init(address="local", include_dashboard=False, log_to_driver=False)
 try:
     print("Ray cluster:", {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
     t0 = time.perf_counter()
-    runs = dsperse.prove(plan, xs, workdir / "batch", job_id="batch", cluster="auto", progress=False)
+    runs = dsperse.prove_batch(plan, xs, workdir / "batch", job_id="batch", cluster="auto", progress=False)
     wall = time.perf_counter() - t0
 finally:
     ray.shutdown()

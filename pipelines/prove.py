@@ -74,10 +74,14 @@ def default_job_id() -> str:
     return os.environ.get("RAY_JOB_SUBMISSION_ID") or f"dsperse-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+def prover_fields(a: argparse.Namespace) -> dict:
+    """The prover config fields the flags / spec set (the rest come from $DSPERSE_* and the defaults)."""
+    return {k: v for k, v in (("device", a.device), ("actors", a.actors)) if v is not None}
+
+
 def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
     """The pipeline; returns the summary (raises on any failure)."""
     import dsperse
-    from dsperse.distributed import RayOptions, prove_on_ray
     from dsperse.proving.run import load_inputs
     from dsperse.slicing.model import coerce_input
 
@@ -108,9 +112,11 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
     t["compile_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    options = RayOptions.from_env(device=a.device, actors=a.actors)
-    out = prove_on_ray(plan, xs, workdir / "run", circuits=circuits, job_id=job_id, cluster=a.cluster, options=options)
-    runs = out if isinstance(out, list) else [out]
+    kw = dict(circuits=circuits, job_id=job_id, cluster=a.cluster, config={"prover": prover_fields(a)})
+    if len(xs) == 1:
+        runs = [dsperse.prove(plan, xs[0], workdir / "run", **kw)]
+    else:  # a batch: run/<n>/, job ids <job id>/<n>
+        runs = dsperse.prove_batch(plan, xs, workdir / "run", **kw)
     t["prove_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -134,8 +140,10 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
 
 def run_dataset(a: argparse.Namespace, job_id: str, workdir: Path, plan, model: Path, t: dict, slice_s: float) -> dict:
     """--dataset: every row of a Parquet input through prove_dataset (which checks shapes first and verifies each row)."""
+    import dataclasses
+
     import dsperse
-    from dsperse.distributed import RayOptions
+    from dsperse.config import DsperseConfig
 
     t["slice_s"] = slice_s
     t0 = time.perf_counter()
@@ -143,7 +151,7 @@ def run_dataset(a: argparse.Namespace, job_id: str, workdir: Path, plan, model: 
     t["compile_s"] = time.perf_counter() - t0
     res = dsperse.prove_dataset(plan, Path(a.dataset).expanduser().resolve(), workdir / "proven.parquet", column=a.column,
                                 job_id=job_id, workdir=workdir / "run", cluster=a.cluster, circuits=circuits,
-                                options=RayOptions.from_env(device=a.device, actors=a.actors))  # fmt: skip
+                                options=dataclasses.replace(DsperseConfig.from_env().prover, **prover_fields(a)))  # fmt: skip
     t["prove_dataset_s"] = res.seconds
     if res.verified != res.rows:
         raise RuntimeError(f"{res.rows - res.verified} of {res.rows} rows did not verify (column verify_error in {res.out})")

@@ -94,7 +94,8 @@ def graph_plan(zoo_model, tmp_path_factory) -> dsperse.SlicePlan:
 def graph_run(graph_plan, cache_dir, tmp_path_factory) -> dsperse.Run:
     """A real proven run of the tiled graph plan (k=15). Treat as read-only."""
     x = np.random.default_rng(3).standard_normal(graph_plan.input_shape).astype(np.float32)
-    return dsperse.prove(graph_plan, x, tmp_path_factory.mktemp("graph-run"), cache=cache_dir, job_id="graph-1", progress=False)
+    return dsperse.prove(graph_plan, x, tmp_path_factory.mktemp("graph-run"), config={"paths": {"cache": cache_dir}},
+                         job_id="graph-1", progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,9 @@ Three passes, so that nothing slow starts on bad data and the provers never star
    Parquet file, checking every row's shape: a bad row fails with ``InputShapeError`` naming it
    before any witness or proof exists. This runs before the provers take their CPUs; a Ray Data read
    task asks for a whole CPU, which a small cluster full of prover actors would never free.
-2. **Prove.** The staged rows stream back in batches through ONE ``ProverPool``, pipelined across rows
-   exactly as ``prove_on_ray`` does for a batch, with at most ``max_in_flight`` rows open. Row ``i``
+2. **Prove.** The staged rows stream back in batches through ONE ``RayBackend`` (a warm ``ProverPool``), in
+   the same loop as ``dsperse.prove_batch`` (:class:`dsperse.proving.runs.Pipeline`), with at most
+   ``max_in_flight`` rows open. Row ``i``
    lands in ``workdir/<i>/`` with job id ``f"{job_id}/{i}"`` (or its ``job_id_column`` value). A row
    whose directory already holds a finished run for the same keys, input and job id is not touched.
 3. **Write.** Each finished row is verified (``dsperse.verify``, ~0.1 s per slice) and written, in row
@@ -34,15 +35,15 @@ from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 
 from dsperse.artifacts import Circuit, Run, SlicePlan
-from dsperse.circuits.build import CircuitConfig, compile_plan
+from dsperse.circuits.build import compile_plan
+from dsperse.config import CircuitConfig, DsperseConfig, ProverConfig
+from dsperse.distributed.backend import RayBackend
 from dsperse.distributed.cluster import connect
-from dsperse.distributed.pool import ProverPool, RayOptions
 from dsperse.errors import DsperseError, InputShapeError, VerificationError
 from dsperse.linking.verification import verify
-from dsperse.proving.run import Manifest, RunState, input_digest
+from dsperse.proving.runs import Manifest, Pipeline, RunState, input_digest
 from dsperse.slicing.model import coerce_input
 from dsperse.tools import ledger as ledger_mod
 from dsperse.util import storage
@@ -101,7 +102,7 @@ def prove_dataset(
     job_id: str | None = None,
     workdir: Path | str | None = None,
     cluster: str | None = "auto",
-    options: RayOptions | None = None,
+    options: ProverConfig | None = None,
     circuits: Sequence[Circuit] | None = None,
     config: CircuitConfig = CircuitConfig(),
     srs: Path | str | None = None,
@@ -117,6 +118,7 @@ def prove_dataset(
     (``job_id`` defaults to the name of ``out`` without its suffix). Run directories go to ``workdir/<row>/`` (default:
     ``<out>.runs`` next to ``out``). Rerunning the same call proves only rows without a finished run.
     ``max_in_flight`` bounds rows open at once (default: twice the number of slices, at least 4).
+    ``options``: the prover section of the config (device, actors, ...; default ``DsperseConfig.from_env().prover``).
     ``ledger`` (as for ``dsperse.prove``; False: off) gets the prove rows of each row's new proofs and its verify row.
     """
     if not isinstance(plan, SlicePlan):
@@ -230,27 +232,27 @@ def _staged_rows(path: Path, batch_size: int) -> Iterator[tuple[int, np.ndarray,
 # -- pass 2: prove ---------------------------------------------------------------------------------------------------
 
 class _Prover:
-    """Rows in flight on one ProverPool; finished rows come out verified, as output records, in row order."""
+    """Rows in flight on one RayBackend; finished rows come out verified, as output records, in row order."""
 
     def __init__(self, plan: SlicePlan, circuits: list[Circuit], config: CircuitConfig, workdir: Path, prefix: str,
-                 options: RayOptions | None, ledger: "ledger_mod.LedgerLike"):
+                 options: ProverConfig | None, ledger: "ledger_mod.LedgerLike"):
         self.ledger = ledger
         self.plan, self.circuits, self.config, self.workdir, self.prefix = plan, circuits, config, workdir, prefix
-        self.options = options or RayOptions.from_env()
+        self.options = options if options is not None else DsperseConfig.from_env().prover
         self.key_ids = [c.key_id for c in circuits]
-        self._pool: ProverPool | None = None  # started on the first row that needs proving: a full resume starts none
+        self._pipe: Pipeline | None = None  # started on the first row that needs proving: a full resume starts none
         self.rows: dict[int, tuple[RunState, np.ndarray]] = {}
+        self.row_of: dict[RunState, int] = {}
         self.made: dict[int, list] = {}  # row id -> slice proofs made by this call (the ledger's prove rows)
-        self.pending: dict = {}  # ObjectRef -> (row id, task)
         self.done: dict[int, dict] = {}
         self.next_out = 0
         self.stats = {"proven": 0, "resumed": 0, "verified": 0}
 
     @property
-    def pool(self) -> ProverPool:
-        if self._pool is None:
-            self._pool = ProverPool(self.circuits, self.options)
-        return self._pool
+    def pipe(self) -> Pipeline:
+        if self._pipe is None:
+            self._pipe = Pipeline(RayBackend(self.circuits, self.options))
+        return self._pipe
 
     def open_rows(self) -> int:
         return len(self.rows)
@@ -262,13 +264,14 @@ class _Prover:
             self.stats["resumed"] += 1
             self._record(rid, Run.load(wd), x, resumed=True)
             return
-        st = RunState(self.plan, self.circuits, x, wd, jid, self.config, False, None)
+        st = RunState(self.plan, self.circuits, x, wd, jid, self.config, False,
+                      lambda p, rid=rid: self.made.setdefault(rid, []).append(p))  # fmt: skip
         self.rows[rid] = (st, x)
+        self.row_of[st] = rid
         if not st.todo:  # every proof is there, only run.json was missing
             self._finish(rid)
             return
-        for task in st.todo:
-            self.pending[self.pool.submit(task)] = (rid, task)
+        self.pipe.add(st)
 
     def _finished(self, wd: Path, x: np.ndarray, jid: str) -> bool:
         """True when ``wd`` holds a finished run of these keys, this input and this job id (then it is not touched)."""
@@ -282,20 +285,14 @@ class _Prover:
 
     def wait(self, block: bool) -> None:
         """Record landed proofs (wait for one when ``block``); finish rows whose last proof landed."""
-        if not self.pending:
+        if self._pipe is None:
             return
-        ready, _ = ray.wait(list(self.pending), num_returns=1 if block else len(self.pending), timeout=None if block else 0)
-        for ref in ready:
-            rid, task = self.pending.pop(ref)
-            st, _ = self.rows[rid]
-            p = self.pool.collect(ref, task)
-            st.landed(p)
-            self.made.setdefault(rid, []).append(p)
-            if len(st.records) == len(self.circuits):
-                self._finish(rid)
+        for st in self._pipe.poll(block=block):
+            self._finish(self.row_of[st])
 
     def _finish(self, rid: int) -> None:
         st, x = self.rows.pop(rid)
+        del self.row_of[st]
         self.stats["proven"] += 1
         run = st.finish()
         ledger_mod.record(ledger_mod.prove_rows(run, self.made.pop(rid, [])), self.ledger)
@@ -333,13 +330,8 @@ class _Prover:
     def __exit__(self, *exc) -> None:
         for st, _ in self.rows.values():
             st.bar.close()
-        for ref in self.pending:
-            try:
-                ray.cancel(ref)
-            except Exception:  # already finished or its actor is gone: nothing left to stop
-                pass
-        if self._pool is not None:
-            self._pool.close()
+        if self._pipe is not None:
+            self._pipe.backend.close()  # cancels what is in flight, then stops the actors
 
 
 # -- pass 3: write ---------------------------------------------------------------------------------------------------

@@ -1,93 +1,38 @@
-"""prove(): slice plan + input -> witnesses -> slice proofs -> receipt, resumable.
+"""prove() / prove_batch(): slice plan + input(s) -> witnesses -> slice proofs -> receipt, resumable.
 
-The run directory's ``manifest.json`` records each finished witness and proof
-with its hash. Re-running with the same workdir, keys and input skips what is
-already done, so a killed run resumes where it stopped.
+The run directory's ``manifest.json`` records each finished witness and proof with its hash. Re-running with
+the same workdir, keys and input skips what is already done, so a killed run resumes where it stopped, on
+either backend: the loop itself (``RunState``, ``Pipeline``, ``prove_runs``) is in :mod:`dsperse.proving.runs`.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dsperse.artifacts import Circuit, Run, SlicePlan, SliceProof, Witness
-from dsperse.circuits.build import CircuitConfig, compile_plan
+from dsperse.artifacts import Circuit, Run, SlicePlan, SliceProof
+from dsperse.circuits.build import compile_plan
+from dsperse.config import CircuitConfig, DsperseConfig, ProverConfig
 from dsperse.errors import DsperseError, InputShapeError, MissingArtifactError
-from dsperse.linking.receipts import make_receipt
 from dsperse.proving.backends import LocalBackend, ProverBackend
-from dsperse.proving.tasks import (
-    ProveTask,
-    generate_witness,
-    quantize_input,
-    read_proof,
-    witness_output_tensors,
-    witness_outputs,
-    witness_record,
+from dsperse.proving.runs import (  # noqa: F401 - re-exported: their home before dsperse.proving.runs
+    Manifest,
+    Pipeline,
+    RunState,
+    finish_run,
+    input_digest,
+    prepare_witnesses,
+    prove_runs,
 )
 from dsperse.slicing.model import coerce_input
 from dsperse.tools import ledger as ledger_mod
-from dsperse.util import storage
-from dsperse.util.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Manifest:
-    """What a run has finished so far; written atomically after every step."""
-
-    path: Path
-    key_ids: list[str]
-    input_digest: str
-    job_id: str | None
-    witnesses: dict[str, str] = field(default_factory=dict)
-    proofs: dict[str, dict] = field(default_factory=dict)
-
-    @classmethod
-    def existing(cls, path: Path, key_ids: list[str], input_digest: str, job_id: str | None) -> "Manifest | None":
-        """The manifest at ``path`` if there is one; it must be for these keys, this input and this job."""
-        if not path.exists():
-            return None
-        data = storage.read_json(path)
-        if data["key_ids"] != key_ids or data["input_digest"] != input_digest or data.get("job_id") != job_id:
-            raise DsperseError(
-                f"{path.parent} holds a run of another model, input or job; use a fresh workdir or delete it"
-            )
-        return cls(path, key_ids, input_digest, job_id, data.get("witnesses", {}), data.get("proofs", {}))
-
-    @classmethod
-    def open(cls, path: Path, key_ids: list[str], input_digest: str, job_id: str | None) -> "Manifest":
-        if (m := cls.existing(path, key_ids, input_digest, job_id)) is not None:
-            return m
-        m = cls(path, key_ids, input_digest, job_id)
-        m.save()
-        return m
-
-    def save(self) -> None:
-        storage.write_json(
-            self.path,
-            {"key_ids": self.key_ids, "input_digest": self.input_digest, "job_id": self.job_id,
-             "witnesses": self.witnesses, "proofs": self.proofs},
-        )
-
-    def done_witness(self, i: int, path: Path) -> bool:
-        return path.exists() and self.witnesses.get(str(i)) == storage.sha256_file(path)
-
-    def done_proof(self, i: int, path: Path) -> SliceProof | None:
-        rec = self.proofs.get(str(i))
-        if rec and path.exists() and rec["sha256"] == storage.sha256_file(path):
-            return SliceProof(i, path, rec["sha256"], rec["seconds"], rec.get("prover", ""))
-        return None
-
-
-def input_digest(x: np.ndarray, scale: int) -> str:
-    """What a run's manifest records of its input: the sha256 of its quantized field elements."""
-    return storage.sha256_bytes(*(f.encode() for f in quantize_input(x, scale)))
 
 
 def load_inputs(inputs) -> list[np.ndarray]:
@@ -115,45 +60,109 @@ def _is_flat_numbers(xs) -> bool:
     return all(isinstance(x, (int, float)) for x in xs)
 
 
+def resolve_config(config: "DsperseConfig | CircuitConfig | Mapping | None" = None) -> DsperseConfig:
+    """The whole config tree for ``config``: None -> ``DsperseConfig.from_env()``; a bare CircuitConfig becomes its
+    ``circuit`` section (the rest from the environment); a mapping is ``DsperseConfig.from_dict`` over the environment."""
+    if config is None:
+        return DsperseConfig.from_env()
+    if isinstance(config, DsperseConfig):
+        return config
+    if isinstance(config, CircuitConfig):
+        return dataclasses.replace(DsperseConfig.from_env(), circuit=config)
+    if isinstance(config, Mapping):
+        return DsperseConfig.from_dict(config)
+    raise DsperseError(f"config= takes a DsperseConfig, a CircuitConfig or a mapping of sections, not {type(config).__name__}")
+
+
 def prove(
+    plan: SlicePlan | Path | str,
+    input,  # noqa: A002 - the SDK's word
+    workdir: Path | str | None = None,
+    *,
+    config: "DsperseConfig | CircuitConfig | Mapping | None" = None,
+    cluster: str | None = None,
+    aggregate: bool | None = None,
+    job_id: str | None = None,
+    circuits: Sequence[Circuit] | None = None,
+    backend: ProverBackend | None = None,
+    progress: bool = True,
+    on_slice_proven: Callable[[SliceProof], None] | None = None,
+) -> Run:
+    """Prove ONE input through every slice of ``plan``: witnesses, slice proofs, receipt, in ``workdir``.
+
+    ``input``: an array, a list of numbers, an EZKL-style JSON file or a .npy file holding one input (several
+    inputs are a batch: :func:`prove_batch`). ``workdir``: the run directory (default ``<plan>/../runs/latest``);
+    rerunning on it resumes from its ``manifest.json``.
+
+    ``config``: a :class:`~dsperse.config.DsperseConfig` (or a mapping of its sections, or a bare CircuitConfig
+    for its ``circuit`` section; default :meth:`DsperseConfig.from_env`). Each stage takes its own section:
+    ``circuit`` to compile, ``prover`` for where proofs run (``cluster``, ``device``, ``actors``, ...),
+    ``aggregation`` (``enabled``, ``memory_gb``), ``paths`` (``srs``, ``cache``, ``ledger``; a failure to write
+    the ledger is logged, never raised: docs/ledger.md).
+    ``cluster`` (shortcut for ``prover.cluster``): "auto", "local" or a Ray address proves each slice on its own
+    Ray actor (and runs aggregation steps there); None proves in this process.
+    ``aggregate`` (shortcut for ``aggregation.enabled``): plan the aggregation first (AggregationError before any
+    work when no node can hold it), prove for aggregation, fold into one proof in ``run.aggregate``
+    (docs/aggregation.md).
+    ``job_id``: bound into the receipt. ``circuits``: compiled circuits to use (default: ``compile_plan``, cached).
+    ``backend``: a :class:`~dsperse.proving.backends.ProverBackend` to prove on (e.g. a warm
+    :class:`dsperse.distributed.RayBackend`), left open; exclusive with ``cluster``.
+    ``progress``: a progress bar per run. ``on_slice_proven``: called with each SliceProof as it lands.
+    """
+    xs = load_inputs(input)
+    if len(xs) != 1:
+        raise DsperseError(
+            f"prove() proves one input and got {len(xs)}; for a batch call dsperse.prove_batch(plan, inputs, workdir) "
+            "(runs in workdir/<n>/, job ids '<job_id>/<n>')"
+        )
+    return _prove(plan, xs, workdir, batch=False, config=config, cluster=cluster, aggregate=aggregate, job_id=job_id,
+                  circuits=circuits, backend=backend, progress=progress, on_slice_proven=on_slice_proven)[0]  # fmt: skip
+
+
+def prove_batch(
     plan: SlicePlan | Path | str,
     inputs,
     workdir: Path | str | None = None,
     *,
-    srs: Path | str | None = None,
-    cache: Path | str | None = None,
-    config: CircuitConfig = CircuitConfig(),
-    circuits: Sequence[Circuit] | None = None,
-    job_id: str | None = None,
-    backend: ProverBackend | None = None,
+    config: "DsperseConfig | CircuitConfig | Mapping | None" = None,
     cluster: str | None = None,
+    aggregate: bool | None = None,
+    job_id: str | None = None,
+    circuits: Sequence[Circuit] | None = None,
+    backend: ProverBackend | None = None,
     progress: bool = True,
     on_slice_proven: Callable[[SliceProof], None] | None = None,
-    aggregate: bool = False,
-    aggregator_memory_bytes: float | None = None,
-    device: str | None = None,
-    ledger: "ledger_mod.LedgerLike" = None,
-) -> Run | list[Run]:
-    """Prove ``inputs`` through every slice of ``plan``; returns a Run (or one per input for a batch).
+) -> list[Run]:
+    """Prove every input of ``inputs`` (a list of arrays, or a JSON / .npy file of rows); one Run per input.
 
-    ``cluster`` ("auto" or a Ray address) proves each slice on its own Ray actor, and runs the aggregation
-    steps there as Ray tasks; without it, everything runs in this process. A batch writes ``workdir/<n>/``
-    per input.
-    ``aggregate=True`` first plans the aggregation (memory, time, tree; AggregationError before any work
-    when no node can hold it), proves the slices for aggregation with the aggregator's SRS, then folds
-    them into one proof, recorded in ``run.aggregate``. See docs/aggregation.md.
-    ``device`` ("auto", "cpu", "gpu") picks the Ray actors' device (default: $DSPERSE_DEVICE, else auto: GPU
-    actors where the cluster has GPUs); it needs ``cluster``.
-    ``ledger`` (a path or a :class:`~dsperse.tools.ledger.Ledger`; default ``$DSPERSE_LEDGER`` or ``<cache>/ledger``;
-    False: off) gets one Parquet file per run with a row per slice proof made (and per aggregation step);
-    a failure to write it is logged, never raised. See docs/ledger.md.
+    Input ``n`` lands in ``workdir/<n>/`` with job id ``f"{job_id}/{n}"``. On Ray (``cluster=`` or a RayBackend)
+    the inputs are pipelined through the slice actors; in-process they run one after another. The other
+    parameters are :func:`prove`'s.
     """
-    if device is not None and cluster is None:
-        raise DsperseError(f"device={device!r} chooses the Ray prover actors' device; pass cluster= too")
+    if isinstance(inputs, (list, tuple)) and not inputs:
+        raise DsperseError("prove_batch needs at least one input")
+    xs = load_inputs(inputs)
+    return _prove(plan, xs, workdir, batch=True, config=config, cluster=cluster, aggregate=aggregate, job_id=job_id,
+                  circuits=circuits, backend=backend, progress=progress, on_slice_proven=on_slice_proven)  # fmt: skip
+
+
+def _prove(plan, xs: list[np.ndarray], workdir, *, batch: bool, config, cluster, aggregate, job_id, circuits,
+           backend: ProverBackend | None, progress: bool, on_slice_proven) -> list[Run]:
+    cfg = resolve_config(config)
+    if cluster is not None:
+        cfg = dataclasses.replace(cfg, prover=dataclasses.replace(cfg.prover, cluster=cluster))
+    if aggregate is not None:
+        cfg = dataclasses.replace(cfg, aggregation=dataclasses.replace(cfg.aggregation, enabled=aggregate))
+    cluster = cfg.prover.cluster
+    if backend is not None and cluster is not None:
+        raise DsperseError(
+            f"backend= and cluster={cluster!r} both say where proofs run; pick one: cluster= to have prove() start "
+            "Ray actors, or backend= (e.g. a warm dsperse.distributed.RayBackend) without cluster="
+        )
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
-    xs = load_inputs(inputs)
-    ledger = ledger_mod.resolve(ledger) or False  # a bad ledger= fails here, before any work
+    srs, cache = cfg.paths.srs, cfg.paths.cache
+    ledger = ledger_mod.resolve(cfg.paths.ledger_dir or False) or False  # a bad ledger fails here, before any work
     made: list[SliceProof] = []  # proofs made by this call (not resumed): the ledger's prove rows
 
     def landed(p: SliceProof) -> None:
@@ -162,39 +171,43 @@ def prove(
             on_slice_proven(p)
 
     with _connected(cluster):  # one Ray connection for the slices and the aggregation: both run on this cluster
-        if aggregate:
+        circuit_cfg = cfg.circuit
+        if cfg.aggregation.enabled:
             if circuits is not None:
                 raise DsperseError(
                     "aggregate=True builds its own circuits (Poseidon transcript, aggregator SRS); drop circuits="
                 )
-            agg_plan, config, srs = _plan_aggregation(plan, config, srs, cache, cluster, aggregator_memory_bytes)
+            memory = cfg.aggregation.memory_gb * 1e9 if cfg.aggregation.memory_gb is not None else None
+            agg_plan, circuit_cfg, srs = _plan_aggregation(plan, circuit_cfg, srs, cache, cluster, memory)
         workdir = Path(workdir) if workdir is not None else plan.root.parent / "runs" / "latest"
         if circuits is None:
             for x in xs:  # reject a wrong input before any slow work
                 coerce_input(plan.input_shape, x)
             # calibrate on the plan's seeded default data, not on this input: keys (and so the model id) must not
             # depend on which input happens to be proven first
-            circuits = compile_plan(plan, srs=srs, cache=cache, config=config)
-        if cluster is not None:
-            from dsperse.distributed import RayOptions, prove_on_ray
-
-            result = prove_on_ray(plan, xs, workdir, circuits=list(circuits), job_id=job_id, cluster=cluster,
-                                  config=config, progress=progress, on_slice_proven=landed,
-                                  options=RayOptions.from_env(device=device))  # fmt: skip
-            runs = result if isinstance(result, list) else [result]
-        else:
-            backend = backend or LocalBackend()
-            runs = [
-                prove_one(plan, list(circuits), x, workdir if len(xs) == 1 else workdir / str(n),
-                          job_id=job_id if len(xs) == 1 else (f"{job_id}/{n}" if job_id else None), backend=backend,
-                          config=config, progress=progress, on_slice_proven=landed)
-                for n, x in enumerate(xs)
-            ]
+            circuits = compile_plan(plan, srs=srs, cache=cache, config=circuit_cfg)
+        circuits = list(circuits)
+        dirs = [workdir / str(n) for n in range(len(xs))] if batch else [workdir]
+        job_ids = [f"{job_id}/{n}" if job_id else None for n in range(len(xs))] if batch else [job_id]
+        with contextlib.ExitStack() as owned:
+            if backend is None:  # ours: closed (actors released) when proving ends
+                backend = owned.enter_context(_backend_for(cfg.prover, circuits))
+            runs = prove_runs(plan, circuits, xs, dirs, job_ids, backend, config=circuit_cfg, progress=progress,
+                              on_slice_proven=landed)  # fmt: skip
         for r in runs:  # one ledger file per run
             ledger_mod.record(ledger_mod.prove_rows(r, [p for p in made if p in r.proofs]), ledger)
-        if aggregate:
+        if cfg.aggregation.enabled:
             runs = [_aggregate_run(r, agg_plan, srs, cache, on_ray=cluster is not None, ledger=ledger) for r in runs]
-        return runs[0] if len(xs) == 1 else runs
+        return runs
+
+
+def _backend_for(prover: ProverConfig, circuits: list[Circuit]) -> ProverBackend:
+    """This process, or (``prover.cluster`` set) SliceProver actors on the connected Ray cluster."""
+    if prover.cluster is None:
+        return LocalBackend()
+    from dsperse.distributed.backend import RayBackend  # Ray stays out of the core import path
+
+    return RayBackend(circuits, prover)
 
 
 def _connected(cluster: str | None):
@@ -245,92 +258,5 @@ def _aggregate_run(run: Run, agg_plan, srs: Path, cache, on_ray: bool, ledger: "
     ledger_mod.record(ledger_mod.aggregation_rows(run, result.steps, local=not on_ray), ledger)
     # the receipt layout needs the tree
     run.aggregate = RunAggregate(root=result.root, levels=agg_plan.tree, plan=agg_plan.describe())
-    run.save()
-    return run
-
-
-def prepare_witnesses(plan: SlicePlan, circuits: list[Circuit], x: np.ndarray, workdir: Path, manifest: Manifest) -> list[Witness]:
-    """Generate (or reuse) every slice's witness in plan order; each slice eats its producers' output felts."""
-    witnesses: list[Witness] = []
-    values: dict[str, list] = {plan.input_name: np.asarray(x, np.float64).flatten().tolist()}
-    for s, c in zip(plan.slices, circuits):
-        path = workdir / f"witness_{c.slice_index}.json"
-        if not manifest.done_witness(c.slice_index, path):
-            generate_witness(c, [values[t] for t in s.inputs], path)
-            manifest.witnesses[str(c.slice_index)] = storage.sha256_file(path)
-            manifest.save()
-        witnesses.append(witness_record(c.slice_index, path))
-        values.update(zip(s.outputs, witness_output_tensors(path)))
-    return witnesses
-
-
-class RunState:
-    """One input's run directory: manifest, witnesses, the proofs still to make, its progress bar.
-
-    Shared by the in-process path and the Ray path, so a run started by either resumes in the other.
-    """
-
-    def __init__(self, plan: SlicePlan, circuits: list[Circuit], x: np.ndarray, workdir: Path, job_id: str | None,
-                 config: CircuitConfig, progress: bool, on_slice_proven: Callable[[SliceProof], None] | None):
-        x = coerce_input(plan.input_shape, x)
-        self.plan, self.circuits, self.job_id, self.on_slice_proven = plan, circuits, job_id, on_slice_proven
-        self.workdir = Path(workdir).resolve()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        storage.write_json(self.workdir / "input.json", {"input_data": [x.flatten().tolist()]})
-        self.manifest = Manifest.open(self.workdir / "manifest.json", [c.key_id for c in circuits],
-                                      input_digest(x, circuits[0].input_scale), job_id)  # fmt: skip
-        self.witnesses = prepare_witnesses(plan, circuits, x, self.workdir, self.manifest)
-        self.records: dict[int, SliceProof] = {}
-        self.todo: list[ProveTask] = []
-        for c, w in zip(circuits, self.witnesses):
-            out = self.workdir / f"proof_{c.slice_index}.json"
-            done = self.manifest.done_proof(c.slice_index, out)
-            if done:
-                self.records[c.slice_index] = done
-            else:
-                self.todo.append(ProveTask.for_slice(c, w.path, out, config.proof_type))
-        if self.records:
-            log.info("resuming %s: %d of %d slices already proven", self.workdir, len(self.records), len(circuits))
-        self.bar = Progress(total=len(circuits), initial=len(self.records), desc=f"proving {self.workdir.name}", enabled=progress)
-
-    def landed(self, p: SliceProof) -> None:
-        self.records[p.slice_index] = p
-        self.manifest.proofs[str(p.slice_index)] = {"sha256": p.sha256, "seconds": p.seconds, "prover": p.prover}
-        self.manifest.save()
-        self.bar.update()
-        if self.on_slice_proven:
-            self.on_slice_proven(p)
-
-    def finish(self) -> Run:
-        self.bar.close()
-        return finish_run(self.plan, self.circuits, self.witnesses, [self.records[c.slice_index] for c in self.circuits],
-                          self.workdir, self.job_id)
-
-
-def prove_one(
-    plan: SlicePlan,
-    circuits: list[Circuit],
-    x: np.ndarray,
-    workdir: Path,
-    *,
-    job_id: str | None,
-    backend: ProverBackend,
-    config: CircuitConfig,
-    progress: bool = True,
-    on_slice_proven: Callable[[SliceProof], None] | None = None,
-) -> Run:
-    state = RunState(plan, circuits, x, workdir, job_id, config, progress, on_slice_proven)
-    try:
-        backend.prove(state.todo, state.landed)
-    finally:
-        state.bar.close()
-    return state.finish()
-
-
-def finish_run(plan, circuits, witnesses, records, workdir: Path, job_id: str | None) -> Run:
-    proofs = [read_proof(r.path) for r in records]
-    fallback = witness_outputs(witnesses[-1].path)
-    receipt = make_receipt(proofs, records, circuits, plan.input_shape, plan.output_shape, job_id, fallback)
-    run = Run(workdir=workdir, plan=plan, circuits=list(circuits), witnesses=list(witnesses), proofs=list(records), receipt=receipt)
     run.save()
     return run

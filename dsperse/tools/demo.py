@@ -28,7 +28,7 @@ def run_demo(workdir: Path = Path("runs/demo"), slices: int = 3, chain: bool = T
     print(f"[1/4] sliced {model.name} into {len(plan.slices)} slices")
     x = np.random.default_rng(7).standard_normal(plan.input_shape).astype(np.float32)
     job_id = f"demo-{int(time.time())}"
-    run = prove(plan, x, workdir / "run", cache=cache, job_id=job_id)
+    run = prove(plan, x, workdir / "run", config={"paths": {"cache": cache}} if cache else None, job_id=job_id)
     print(f"[2/4] proved {len(run.proofs)} slices: " + ", ".join(f"{p.seconds:.1f}s" for p in run.proofs))
     verify(run, job_id=job_id, expected_input=x, reference=True)
     print(f"[3/4] verified every slice proof and link; output {np.round(run.output, 4).tolist()} matches onnxruntime")

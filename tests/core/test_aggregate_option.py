@@ -10,7 +10,7 @@ from dsperse.errors import AggregationError, CircuitError
 
 def test_aggregate_refuses_before_any_work_when_no_node_fits(mlp_plan, mlp_input, tmp_path):
     with pytest.raises(AggregationError, match="GB"):
-        dsperse.prove(mlp_plan, mlp_input, tmp_path, aggregate=True, aggregator_memory_bytes=8e9)
+        dsperse.prove(mlp_plan, mlp_input, tmp_path, aggregate=True, config={"aggregation": {"memory_gb": 8}})
     assert not any(tmp_path.iterdir())  # nothing was compiled, witnessed or proven
 
 

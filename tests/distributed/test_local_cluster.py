@@ -1,5 +1,6 @@
-"""dsperse.prove(cluster=...) on a real 2-CPU local Ray cluster: same results as the core, proofs verify,
-a SliceProver SIGKILLed mid-proof is restarted and the run still completes and verifies."""
+"""dsperse.prove_batch(cluster=...) on a real 2-CPU local Ray cluster: same results as the core, proofs verify,
+a SliceProver SIGKILLed mid-proof is restarted and the run still completes and verifies, a run resumes across
+the in-process and the Ray backend (one RunState, one manifest)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,8 @@ import pytest
 
 import dsperse
 from dsperse.util import storage
-from dsperse.distributed import NoGPUError, ProverPool, RayOptions, prove_on_ray
+from dsperse.distributed import NoGPUError, ProverPool, RayBackend, RayOptions, prove_on_ray
+from dsperse.proving.backends import LocalBackend
 from dsperse.proving.tasks import ProveTask, witness_outputs
 
 pytestmark = pytest.mark.slow
@@ -23,8 +25,8 @@ pytestmark = pytest.mark.slow
 def test_batch_on_ray_matches_core_and_verifies(ray_cpu, mlp_plan, mlp_circuits, mlp_input, mlp_run, tmp_path):
     xs = [mlp_input, (mlp_input * 0.5).astype(np.float32)]
     seen = []
-    runs = dsperse.prove(mlp_plan, xs, tmp_path / "ray", circuits=mlp_circuits, job_id="job-1", cluster="auto",
-                         progress=False, on_slice_proven=seen.append)
+    runs = dsperse.prove_batch(mlp_plan, xs, tmp_path / "ray", circuits=mlp_circuits, job_id="job-1", cluster="auto",
+                               progress=False, on_slice_proven=seen.append)  # fmt: skip
 
     assert [r.workdir for r in runs] == [(tmp_path / "ray" / str(n)).resolve() for n in range(2)]
     assert [r.receipt.job_id for r in runs] == ["job-1/0", "job-1/1"]
@@ -61,9 +63,9 @@ def test_prover_killed_mid_proof_run_still_completes(ray_cpu, mlp_plan, mlp_circ
 
         def work():
             try:
-                result["run"] = prove_on_ray(mlp_plan, [mlp_input], tmp_path / "run", circuits=mlp_circuits, job_id="kill",
-                                             cluster="auto", progress=False, pool=pool,
-                                             on_slice_proven=lambda p: landed.append(p.slice_index))
+                result["run"] = dsperse.prove(mlp_plan, mlp_input, tmp_path / "run", circuits=mlp_circuits, job_id="kill",
+                                              backend=RayBackend(pool=pool), progress=False,
+                                              on_slice_proven=lambda p: landed.append(p.slice_index))  # fmt: skip
             except BaseException as exc:  # surfaced by the assertion below
                 result["error"] = exc
 
@@ -114,15 +116,56 @@ def test_gpu_less_cluster_proves_on_cpu_and_refuses_gpu_fast(ray_cpu, mlp_plan, 
         ProverPool(mlp_circuits, RayOptions(device="gpu", ready_timeout_s=5))
     # the SDK's and the CLI's way to ask for it (before: only $DSPERSE_DEVICE)
     with pytest.raises(NoGPUError, match="no GPU"):
-        dsperse.prove(mlp_plan, mlp_input, tmp_path, circuits=mlp_circuits, cluster="auto", device="gpu", progress=False)
+        dsperse.prove(mlp_plan, mlp_input, tmp_path, circuits=mlp_circuits, cluster="auto", config={"prover": {"device": "gpu"}},
+                      progress=False)  # fmt: skip
 
 
 def test_graph_plan_on_ray_matches_core_and_verifies(ray_cpu, graph_plan, graph_run, cache_dir, tmp_path):
     """A tiled graph plan (source, tiles, merge) proven on Ray actors: same receipt as in-process, every edge linked."""
     x = np.random.default_rng(3).standard_normal(graph_plan.input_shape).astype(np.float32)  # graph_run's input
-    run = dsperse.prove(graph_plan, x, tmp_path / "ray-graph", cache=cache_dir, job_id="graph-1", cluster="auto",
-                        progress=False)  # fmt: skip
+    run = dsperse.prove(graph_plan, x, tmp_path / "ray-graph", config={"paths": {"cache": cache_dir}}, job_id="graph-1",
+                        cluster="auto", progress=False)  # fmt: skip
     for f in ("model_id", "input_hash", "output_felts", "slice_count"):
         assert getattr(run.receipt, f) == getattr(graph_run.receipt, f), f
     assert all(p.prover.startswith("ray:") for p in run.proofs)
     assert dsperse.verify(run, job_id="graph-1", expected_input=x, reference=True)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_run_resumes_across_backends(ray_cpu, mlp_plan, mlp_circuits, mlp_input, tmp_path):
+    """Started in-process, stopped after slice 0; finished on Ray actors (only slices 1, 2 proven there); a batch
+    started on Ray and stopped is finished in-process. One RunState and one manifest for both backends."""
+    def stop_after_first(p):
+        raise Stop(p.slice_index)
+
+    with pytest.raises(Stop):
+        dsperse.prove(mlp_plan, mlp_input, tmp_path / "a", circuits=mlp_circuits, job_id="x", progress=False,
+                      on_slice_proven=stop_after_first)  # fmt: skip
+    first = (tmp_path / "a" / "proof_0.json").stat().st_mtime_ns
+    seen = []
+    with ProverPool(mlp_circuits) as pool:
+        run = dsperse.prove(mlp_plan, mlp_input, tmp_path / "a", circuits=mlp_circuits, job_id="x", progress=False,
+                            backend=RayBackend(pool=pool), on_slice_proven=seen.append)  # fmt: skip
+        assert sorted(p.slice_index for p in seen) == [1, 2]
+        assert (tmp_path / "a" / "proof_0.json").stat().st_mtime_ns == first
+        assert not run.proofs[0].prover.startswith("ray:") and all(p.prover.startswith("ray:") for p in run.proofs[1:])
+        assert dsperse.verify(run, job_id="x", expected_input=mlp_input)
+
+        # Ray first: the first landed proof stops the batch (what is still in flight is cancelled) ...
+        xs = [mlp_input, (mlp_input * 0.5).astype(np.float32)]
+        with pytest.raises(Stop):
+            dsperse.prove_batch(mlp_plan, xs, tmp_path / "b", circuits=mlp_circuits, job_id="y", progress=False,
+                                backend=RayBackend(pool=pool), on_slice_proven=stop_after_first)  # fmt: skip
+    done_on_ray = {(n, p.name) for n in range(2) for p in (tmp_path / "b" / str(n)).glob("proof_*.json")}
+    assert done_on_ray
+    # ... and the in-process backend finishes it, proving only what no manifest records
+    local = LocalBackend()
+    runs = dsperse.prove_batch(mlp_plan, xs, tmp_path / "b", circuits=mlp_circuits, job_id="y", progress=False,
+                               backend=local)  # fmt: skip
+    for r, x in zip(runs, xs):
+        assert dsperse.verify(r, job_id=r.receipt.job_id, expected_input=x)
+    resumed = [p for r in runs for p in r.proofs if p.prover.startswith("ray:")]
+    assert resumed, "the proofs recorded on Ray were kept, not proven again"

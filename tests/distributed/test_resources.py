@@ -1,8 +1,11 @@
 """Pure logic: what each SliceProver asks the cluster for (no Ray needed)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from dsperse.config import DsperseConfig, ProverConfig
 from dsperse.distributed import ClusterError, NoGPUError, RayOptions, plan_resources
 
 
@@ -36,5 +39,17 @@ def test_custom_resources_pass_through_and_env_overrides(monkeypatch):
     assert plan_resources({"CPU": 8}, 2, extra={"prover": 1}).as_options()["resources"] == {"prover": 1}
     monkeypatch.setenv("DSPERSE_DEVICE", "cpu")
     monkeypatch.setenv("DSPERSE_RAY_ACTORS", "2")
-    assert RayOptions.from_env() == RayOptions(device="cpu", actors=2)
-    assert RayOptions.from_env(device="gpu").device == "gpu"
+    monkeypatch.setenv("DSPERSE_NODE_CACHE", "/tmp/node-cache-x")
+    prover = DsperseConfig.from_env().prover  # the one reader of $DSPERSE_*; RayOptions is ProverConfig's old name
+    assert prover == RayOptions(device="cpu", actors=2, node_cache=Path("/tmp/node-cache-x"))
+    assert RayOptions is ProverConfig
+
+
+def test_actors_find_their_node_cache_through_the_config(monkeypatch, tmp_path):
+    from dsperse.distributed.actors import node_cache_root
+
+    monkeypatch.setenv("DSPERSE_NODE_CACHE", str(tmp_path / "node"))
+    assert node_cache_root() == tmp_path / "node"  # the node's own environment, through DsperseConfig.from_env
+    assert node_cache_root(str(tmp_path / "driver")) == tmp_path / "driver"  # the driver's config wins
+    monkeypatch.delenv("DSPERSE_NODE_CACHE")
+    assert node_cache_root().name == "dsperse-node-cache"
