@@ -11,8 +11,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import dsperse, ezkl, ray, web3, pytest" 2>/dev/null; then
-  echo "setup: installing dsperse-ray and its dependencies (torch==2.13.0 CPU, ezkl==22.3.0, ray, web3, ...)"
+if ! .venv/bin/python -c "import dsperse, ezkl, ray, web3, pytest, fastapi, uvicorn, ray.serve" 2>/dev/null; then
+  echo "setup: installing dsperse-ray and its dependencies (torch==2.13.0 CPU, ezkl==22.3.0, ray[serve], web3, ...)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[test]"
 fi

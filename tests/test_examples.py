@@ -46,7 +46,7 @@ def run_example(tmp_path_factory, workdir):
 def test_every_example_has_a_docstring_and_a_test():
     names = sorted(p.name for p in EXAMPLES.glob("*.py"))
     assert names == ["aggregation_plan.py", "chain_receipt.py", "ledger.py", "market_round.py", "ray_batch.py",
-                     "slice_prove_verify.py"]  # fmt: skip
+                     "serve_once.py", "slice_prove_verify.py"]  # fmt: skip
     for name in names:
         doc = ast.get_docstring(ast.parse((EXAMPLES / name).read_text()))
         assert doc and f"examples/{name}" in doc, f"{name}: the docstring says how to run it"
@@ -67,6 +67,15 @@ def test_ray_batch(run_example):
     assert len({r[1] for r in rows}) == 3  # three inputs, three outputs
     assert len({a.split(":")[1] for a in rows[0][2].split()}) == 3, "one actor per slice"
     assert "verified 3 runs: 9 proofs" in out
+
+
+def test_serve_once(run_example):
+    out = run_example("serve_once.py")
+    m = re.search(r"POST /v1/infer -> output (\[.*?\]), job (serve-\d+)", out)
+    assert m and "serving mlp at http://127.0.0.1:" in out, out
+    states = re.findall(r"^ +[\d.]+ s  (\w+) \[", out, re.M)
+    assert states[-1] == "proven" and set(states) <= {"queued", "proving", "proven"}, out
+    assert "3 slices" in out and "verified " in out and "output vs onnxruntime" in out
 
 
 def test_aggregation_plan_from_the_repository_root(run_example):

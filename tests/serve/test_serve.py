@@ -110,6 +110,22 @@ def test_infer_poll_receipt_verify(server):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_a_job_that_fails_is_reported_with_its_error(server):
+    """A real failure of the core, not a stub: the job's run directory already holds another job's run (its
+    manifest), which dsperse's resume check refuses. The job ends failed, with the reason, and stays listed."""
+    bad = server.jobs / "job-clash"
+    bad.mkdir()
+    (bad / "manifest.json").write_text(json.dumps({"key_ids": ["0" * 64], "input_digest": "0" * 64, "job_id": "other"}))
+    code, resp = server.post("/v1/infer", {"input": [[0.5, 0.5, 0.5, 0.5]], "job_id": "job-clash"})
+    assert code == 202 and len(resp["output"][0]) == 3  # the answer still comes at once
+    job = server.wait("job-clash", timeout=120)
+    assert job["status"] == "failed" and "holds a run of another model, input or job" in job["error"], job
+    assert {s["status"] for s in job["slices"].values()} == {"failed"} and job["receipt"] is None
+    assert json.loads((bad / "job.json").read_text())["status"] == "failed"  # on disk too: never lost
+    assert {"job_id": "job-clash", "status": "failed"}.items() <= next(
+        j for j in server.get("/v1/jobs")[1]["jobs"] if j["job_id"] == "job-clash").items()
+
+
 def test_eight_concurrent_requests_all_get_verified_receipts(server):
     xs = inputs(8, 11)
     with ThreadPoolExecutor(8) as ex:
