@@ -12,7 +12,21 @@ import logging
 import sys
 from pathlib import Path
 
+from dsperse.config import ChainConfig, PathsConfig, ProverConfig, SlicingConfig, add_arguments, field_docs
 from dsperse.errors import DsperseError
+from dsperse.options import (
+    aggregation_options,
+    circuit_options,
+    job_id_option,
+    ledger_options,
+    prover_options,
+    settings,
+    slicing_options,
+)
+from dsperse.util.argtypes import address, int_list, non_negative, non_negative_int, positive_int, rpc_url
+
+DEMO_SLICES = 3
+"""``dsperse demo --max-slices`` unless given."""
 
 EPILOG = """\
 typical flow:
@@ -40,16 +54,20 @@ $DSPERSE_CACHE). It is not safe for production: pass --srs with a ceremony file 
 
 def _shape(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(x) for x in text.replace("x", ",").split(",") if x)
+        shape = tuple(int(x) for x in text.replace("x", ",").split(",") if x)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected a shape like 1,3,32,32, got {text!r}") from exc
+    if not shape or any(d < 1 for d in shape):
+        raise argparse.ArgumentTypeError(f"expected a shape of dimensions >= 1, like 1,3,32,32, got {text!r}")
+    return shape
 
 
 def cmd_slice(a: argparse.Namespace) -> int:
     from dsperse import slice as slice_model
 
-    plan = slice_model(a.model, a.out, max_slices=a.max_slices, strategy=a.strategy, cuts=a.cuts, input_shape=a.input_shape,
-                        estimate=a.estimate, max_logrows=a.max_logrows, max_memory=a.max_memory)
+    sl = settings(a).slicing
+    plan = slice_model(a.model, a.out, max_slices=sl.max_slices, strategy=sl.strategy, cuts=a.cuts, input_shape=a.input_shape,
+                        estimate=sl.estimate, max_logrows=sl.max_logrows, max_memory=sl.max_memory)
     if a.describe:
         print(plan.describe())
     else:
@@ -61,16 +79,11 @@ def cmd_slice(a: argparse.Namespace) -> int:
     return 0
 
 
-def _config(a: argparse.Namespace):
-    from dsperse.circuits.build import CircuitConfig
-
-    return CircuitConfig(scale=a.scale, logrows=a.logrows, input_visibility=a.input_visibility)
-
-
 def cmd_compile(a: argparse.Namespace) -> int:
     from dsperse import compile as compile_plan
 
-    for c in compile_plan(a.plan, srs=a.srs, cache=a.cache, config=_config(a)):
+    cfg = settings(a)
+    for c in compile_plan(a.plan, srs=cfg.paths.srs, cache=cfg.paths.cache, config=cfg.circuit):
         state = "cached" if c.reused else "set up"
         print(f"slice {c.slice_index}: k={c.logrows} rows={c.num_rows} scale {c.input_scale}->{c.output_scale} "
               f"{c.input_visibility}->{c.output_visibility}  keys {state} ({c.key_id[:12]})")
@@ -78,12 +91,22 @@ def cmd_compile(a: argparse.Namespace) -> int:
 
 
 def cmd_prove(a: argparse.Namespace) -> int:
-    from dsperse import prove
+    import dataclasses
 
-    memory = a.aggregator_memory * 1e9 if a.aggregator_memory else None
-    result = prove(a.plan, a.input, a.workdir, srs=a.srs, cache=a.cache, config=_config(a), job_id=a.job_id, cluster=a.cluster,
-                   aggregate=a.aggregate, aggregator_memory_bytes=memory, device=a.device, ledger=_ledger(a))  # fmt: skip
-    for run in result if isinstance(result, list) else [result]:
+    from dsperse import prove, prove_batch
+    from dsperse.proving.run import load_inputs
+
+    cfg = settings(a)
+    if a.device is not None:
+        if cfg.prover.cluster is None:
+            raise DsperseError(f"device={a.device!r} chooses the Ray prover actors' device; pass cluster= too")
+        cfg = dataclasses.replace(cfg, prover=dataclasses.replace(cfg.prover, device=a.device))
+    xs = load_inputs(a.input)  # one row: a run in --workdir; several: a batch in <workdir>/<n>/
+    if len(xs) == 1:
+        result = [prove(a.plan, xs[0], a.workdir, config=cfg, job_id=a.job_id)]
+    else:
+        result = prove_batch(a.plan, xs, a.workdir, config=cfg, job_id=a.job_id)
+    for run in result:
         out = {"workdir": str(run.workdir), "output": run.output, "model_id": run.receipt.model_id,
                "input_hash": run.receipt.input_hash, "job_id": run.receipt.job_id}  # fmt: skip
         if run.aggregate:
@@ -92,9 +115,9 @@ def cmd_prove(a: argparse.Namespace) -> int:
     return 0
 
 
-def _ledger(a: argparse.Namespace):
-    """--no-ledger: False (off); --ledger PATH: that directory; neither: the default ledger."""
-    return False if getattr(a, "no_ledger", False) else getattr(a, "ledger", None)
+def _ledger(cfg):
+    """--no-ledger (or $DSPERSE_LEDGER=off): False (off); else ``paths.ledger`` (--ledger, $DSPERSE_LEDGER) or <cache>/ledger."""
+    return cfg.paths.ledger_dir or False
 
 
 LEDGER_HELP = """\
@@ -140,13 +163,14 @@ def cmd_aggregate_plan(a: argparse.Namespace) -> int:
     from dsperse import aggregation
     from dsperse.artifacts import SlicePlan
 
+    cfg = settings(a)
     n = int(a.what) if a.what.isdigit() else len(SlicePlan.load(a.what).slices)
-    if a.memory:
-        the_plan = aggregation.plan(n, a.memory * 1e9)
-    elif a.cluster:
+    if cfg.aggregation.memory_gb:
+        the_plan = aggregation.plan(n, cfg.aggregation.memory_gb * 1e9)
+    elif cfg.prover.cluster:
         from dsperse.distributed.cluster import connect
 
-        with connect(a.cluster):
+        with connect(cfg.prover.cluster):
             the_plan = aggregation.plan_for_cluster(n)
     else:
         the_plan = aggregation.plan(n, aggregation.machine_memory_bytes())
@@ -158,14 +182,15 @@ def cmd_verify(a: argparse.Namespace) -> int:
     from dsperse.linking.verification import Tolerance, verify
     from dsperse.proving.run import load_inputs
 
+    cfg = settings(a)
     expected = load_inputs(a.input)[0] if a.input else None
     chain = None
-    if a.rpc:
+    if a.rpc:  # only when given: $DSPERSE_RPC alone does not add the on-chain check
         from dsperse.chain import connect
 
-        chain = connect(a.rpc, registry=a.registry)
+        chain = connect(a.rpc, registry=a.registry, deployments=cfg.chain.deployments)
     verify(a.run, job_id=a.job_id, expected_input=expected, expected_model_id=a.model_id, trusted_srs=a.srs,
-           chain=chain, reference=a.reference, tolerance=Tolerance(a.atol, a.rtol), ledger=_ledger(a))  # fmt: skip
+           chain=chain, reference=a.reference, tolerance=Tolerance(a.atol, a.rtol), ledger=_ledger(cfg))  # fmt: skip
     print(f"OK: every slice proof verifies and every link holds ({a.run})")
     if a.model_id is None and chain is None:
         print("WARNING: verified against the run directory's OWN verifying keys; that shows the run is self-consistent, "
@@ -183,7 +208,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
         from dsperse.chain.install import ensure_toolchain
 
         ensure_toolchain(auto_install=not a.no_install, echo=lambda line: print(f"demo: {line}"))
-    return run_demo(workdir=a.workdir, slices=a.max_slices, chain=not a.no_chain, cache=a.cache)
+    cfg = settings(a)
+    return run_demo(workdir=a.workdir, slices=cfg.slicing.max_slices or DEMO_SLICES, chain=not a.no_chain, cache=cfg.paths.cache)
 
 
 def _version() -> str:
@@ -201,7 +227,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="dsperse",
         description="Distributed proof of inference: slice an ONNX model, prove each slice with EZKL, link the slices "
         "by KZG commitments, and record a receipt on an EVM chain.",
@@ -222,41 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "  dsperse slice cnn.onnx --max-memory 4GB\n  dsperse slice mlp.onnx --max-slices 3 --strategy layers")
     s.add_argument("model", type=Path, help="the ONNX model")
     s.add_argument("-o", "--out", type=Path, help="output directory (default: MODEL.slices)")
-    s.add_argument("--max-logrows", type=int, metavar="K", help="every slice within 2^K rows: tile and merge to fit (a graph plan)")
-    s.add_argument("--max-memory", metavar="BYTES", help="a proving-memory budget per slice, e.g. 4GB: the largest K whose "
-                   "measured peak fits it")
     s.add_argument("--describe", action="store_true", help="print the plan as a table (slices, tiles, edges, rows, k, memory)")
-    s.add_argument("--max-slices", type=int, help="at most this many slices (merged by cost; chain plans)")
-    s.add_argument("--strategy", choices=["balanced", "layers"], default="balanced",
-                   help="layers: one slice per Conv/Gemm/MatMul; balanced: minimise the largest slice's estimated cost")
-    s.add_argument("--estimate", choices=["heuristic", "ezkl"], default=None,
-                   help="cost model: MAC/element heuristic (chain default), or EZKL's row count per piece (slower, exact; "
-                   "the default with --max-logrows)")
-    s.add_argument("--cuts", type=lambda t: [int(x) for x in t.split(",")], help="explicit cut positions, e.g. 2,4")
+    slicing_options(s)
+    s.add_argument("--cuts", type=int_list(1), help="explicit cut positions, e.g. 2,4")
     s.add_argument("--input-shape", type=_shape, help="fix a dynamic input shape, e.g. 1,3,32,32")
     s.set_defaults(fn=cmd_slice)
-
-    def ledger_flags(q: argparse.ArgumentParser) -> None:
-        g = q.add_mutually_exclusive_group()
-        g.add_argument("--ledger", type=Path, metavar="DIR", help="append this command's rows to the proof ledger in DIR "
-                       "(default: $DSPERSE_LEDGER, else <cache>/ledger; see `dsperse ledger --help`)")
-        g.add_argument("--no-ledger", action="store_true", help="do not write the proof ledger")
-
-    def circuit_flags(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--srs", type=Path, help="a ceremony SRS file (default: a cached DEV SRS, not for production)")
-        q.add_argument("--cache", type=Path, help="key/SRS cache directory (default: $DSPERSE_CACHE or ~/.cache/dsperse)")
-        q.add_argument("--scale", type=int, help="fixed-point scale in bits (default: calibrated)")
-        q.add_argument("--logrows", type=int, help="circuit size 2^k for every slice (default: smallest that fits)")
-        q.add_argument("--input-visibility", choices=["public", "hashed", "auto"], default="public",
-                       help="how the proof states the model input: every element as a public instance (public, the "
-                       "default), or one Poseidon hash of it (hashed: a receipt's gas no longer grows with the input, "
-                       "~41 rows per element); auto hashes inputs of 128+ elements when the hash fits the circuit size")
 
     c = sub.add_parser("compile", help="build circuits and keys for every slice (cached)",
                        description="gen_settings, calibrate, compile and setup for each slice of PLAN. Keys are cached "
                        "under a hash of (slice, settings, SRS), so a second run performs no setup.")
     c.add_argument("plan", type=Path, help="slice directory (holding plan.json)")
-    circuit_flags(c)
+    circuit_options(c)
     c.set_defaults(fn=cmd_compile)
 
     pr = sub.add_parser("prove", help="prove an input through every slice", description=
@@ -265,17 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("plan", type=Path, help="slice directory (holding plan.json)")
     pr.add_argument("--input", required=True, type=Path, help='JSON {"input_data": [[...]]} (several rows = a batch) or .npy')
     pr.add_argument("-w", "--workdir", type=Path, help="run directory (default: next to the plan)")
-    pr.add_argument("--job-id", help="bind the receipt to this job id")
-    pr.add_argument("--cluster", help="prove on Ray: 'auto' (running cluster or a new local one) or an address")
-    pr.add_argument("--device", choices=["auto", "cpu", "gpu"], help="with --cluster: the prover actors' device "
-                    "(default: $DSPERSE_DEVICE, else auto = GPU actors where the cluster has GPUs; gpu on a cluster "
-                    "without one fails at once)")
-    pr.add_argument("--aggregate", action="store_true", help="fold the slice proofs into ONE proof (k>=21, ~20 GB per "
-                    "step; plans first and refuses if no node fits: see `dsperse aggregate-plan`)")
-    pr.add_argument("--aggregator-memory", type=float, metavar="GB",
-                    help="with --aggregate: memory of the aggregation node (default: the Ray cluster's, else this machine's)")
-    circuit_flags(pr)
-    ledger_flags(pr)
+    job_id_option(pr, "bind the receipt to it (a batch: JOB_ID/<n>)")
+    prover_options(pr, ("cluster", "device"))
+    aggregation_options(pr)
+    circuit_options(pr)
+    ledger_options(pr)
     pr.set_defaults(fn=cmd_prove)
 
     ap = sub.add_parser("aggregate-plan", help="what aggregating a plan would cost, before any work",
@@ -283,36 +279,38 @@ def build_parser() -> argparse.ArgumentParser:
                         "Print the aggregation tree, k per step, peak memory and time from measured EZKL 22.3 figures "
                         "(extrapolations are marked), or the reason no node can hold it.",
                         epilog="examples:\n  dsperse aggregate-plan model.slices            # this machine\n"
-                        "  dsperse aggregate-plan 8 --memory 256           # 8 slice proofs on 256 GB nodes\n"
+                        "  dsperse aggregate-plan 8 --aggregation-memory-gb 256   # 8 slice proofs on 256 GB nodes\n"
                         "  dsperse aggregate-plan model.slices --cluster auto  # the Ray cluster's aggregator nodes")
     ap.add_argument("what", metavar="PLAN_DIR|N", help="slice directory (holding plan.json) or a number of slice proofs")
-    ap.add_argument("--memory", type=float, metavar="GB", help="memory of the largest aggregation node")
-    ap.add_argument("--cluster", help="read node memory from this Ray cluster ('auto' or an address)")
+    aggregation_options(ap, enable=False)
+    prover_options(ap, ("cluster",))  # read the aggregator nodes' memory from this Ray cluster
     ap.set_defaults(fn=cmd_aggregate_plan)
 
     v = sub.add_parser("verify", help="verify a run: slice proofs, links, receipt", description=
                        "Verify every slice proof, every link (slice i output commitment == slice i+1 input commitment) "
                        "and that the receipt states what the proofs state.")
     v.add_argument("run", type=Path, help="run directory (holding run.json)")
-    v.add_argument("--job-id", help="fail unless the run was proven for this job")
+    job_id_option(v, "fail unless the run was proven for it")
     v.add_argument("--input", type=Path, help="fail unless the run was proven on this input")
     v.add_argument("--model-id", help="fail unless the run is for this model id (hex, from registration or the model owner)")
     v.add_argument("--srs", type=Path, help="the trusted (ceremony) SRS to verify with instead of the run's own file")
-    v.add_argument("--rpc", help="fail unless the run's model is registered on this chain with these verifiers")
-    v.add_argument("--registry", help="ProofOfInference address for --rpc (default: the one recorded for that chain)")
+    v.add_argument("--rpc", type=rpc_url, metavar="URL", help=field_docs(ChainConfig)["rpc"] + " Only when given: fail "
+                   "unless the run's model is registered on this chain with these verifiers")
+    v.add_argument("--registry", type=address, metavar="ADDRESS", help="ProofOfInference address for --rpc (default: "
+                   "the one recorded for that chain)")
     v.add_argument("--reference", action="store_true", help="also compare the output with onnxruntime")
-    v.add_argument("--atol", type=float, default=0.05, help="absolute tolerance for --reference (default 0.05)")
-    v.add_argument("--rtol", type=float, default=0.05, help="relative tolerance for --reference (default 0.05)")
-    ledger_flags(v)
+    v.add_argument("--atol", type=non_negative, default=0.05, help="absolute tolerance for --reference (default 0.05)")
+    v.add_argument("--rtol", type=non_negative, default=0.05, help="relative tolerance for --reference (default 0.05)")
+    ledger_options(v)
     v.set_defaults(fn=cmd_verify)
 
     lg = sub.add_parser("ledger", help="print the proof ledger: recent proofs, verifications, receipts; --summary per model",
                         description=LEDGER_HELP, epilog=LEDGER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    lg.add_argument("--ledger", type=Path, help="ledger directory (default: $DSPERSE_LEDGER, else <cache>/ledger)")
+    add_arguments(lg, PathsConfig, only=("ledger",))
     lg.add_argument("--model", metavar="ID", help="only this model (a prefix of its id is enough, 0x or not)")
     lg.add_argument("--job", metavar="ID", help="only this job id")
     lg.add_argument("--event", choices=["prove", "verify", "aggregate", "submit"], help="only this kind of row")
-    lg.add_argument("--last", type=int, metavar="N", help="only the newest N rows (default 20 for the table, "
+    lg.add_argument("--last", type=non_negative_int, metavar="N", help="only the newest N rows (default 20 for the table, "
                     "all for --summary and the file formats; 0 = all)")
     lg.add_argument("--summary", action="store_true", help="one row per model: jobs, proofs, mean/max prove seconds, "
                     "verifications, aggregation steps, submissions, total/mean gas")
@@ -324,20 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="end to end on the bundled model: slice, prove, verify, receipt on a local chain")
     d.add_argument("-w", "--workdir", type=Path, default=Path("runs/demo"), help="where to write everything (default runs/demo)")
-    d.add_argument("--max-slices", type=int, default=3)
+    slicing_options(d, ("max_slices",), defaults=SlicingConfig(max_slices=DEMO_SLICES))
     d.add_argument("--no-chain", action="store_true", help="stop after verification (no local chain)")
-    d.add_argument("--cache", type=Path, help="key/SRS cache directory")
+    add_arguments(d, PathsConfig, only=("cache",))
     d.add_argument("--no-install", action="store_true", help="fail if the EVM toolchain is missing instead of installing "
                    "it (by default the demo runs `dsperse toolchain install` once, from the npm registry)")
     d.set_defaults(fn=cmd_demo)
 
     add_toolchain_parser(sub)
-    add_prove_dataset_parser(sub, circuit_flags)
+    add_prove_dataset_parser(sub)
 
     cl = sub.add_parser("cluster", help="check Ray cluster launcher / KubeRay YAMLs offline")
     cl_sub = cl.add_subparsers(dest="cluster_command", required=True)
     cv = cl_sub.add_parser("validate", help="validate YAMLs the way `ray up` does, without touching a cloud")
-    cv.add_argument("files", nargs="+", type=Path)
+    cv.add_argument("files", nargs="+", type=Path, help="cluster launcher or KubeRay YAML files")
     cv.set_defaults(fn=lambda a: __import__("dsperse.distributed.cluster_configs", fromlist=["main"]).main([str(f) for f in a.files]))
 
     for module, names in OPTIONAL_COMMANDS.items():
@@ -422,17 +420,17 @@ examples:
 
 def cmd_prove_dataset(a: argparse.Namespace) -> int:
     from dsperse import prove_dataset
-    from dsperse.distributed import RayOptions
 
+    cfg = settings(a)  # $DSPERSE_DEVICE / $DSPERSE_RAY_ACTORS, then --device / --actors
     res = prove_dataset(a.plan, a.dataset, a.out, column=a.column, job_id_column=a.job_id_column, job_id=a.job_id,
-                        workdir=a.workdir, cluster=a.cluster, options=RayOptions.from_env(device=a.device),
-                        config=_config(a), srs=a.srs, cache=a.cache, batch_size=a.batch_size)  # fmt: skip
+                        workdir=a.workdir, cluster=cfg.prover.cluster or "auto", options=cfg.prover,
+                        config=cfg.circuit, srs=cfg.paths.srs, cache=cfg.paths.cache, batch_size=a.batch_size)  # fmt: skip
     print(json.dumps({"out": str(res.out), "workdir": str(res.workdir), "rows": res.rows, "proven": res.proven,
                       "resumed": res.resumed, "verified": res.verified, "seconds": round(res.seconds, 1)}))  # fmt: skip
     return 0 if res.verified == res.rows else 1
 
 
-def add_prove_dataset_parser(sub, circuit_flags) -> None:
+def add_prove_dataset_parser(sub) -> None:
     q = sub.add_parser("prove-dataset", help="prove every row of a Parquet file on Ray; results as a Parquet dataset",
                        description=PROVE_DATASET_HELP, epilog=PROVE_DATASET_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -442,15 +440,12 @@ def add_prove_dataset_parser(sub, circuit_flags) -> None:
     q.add_argument("--column", default="input", help="the input column: a fixed-shape tensor or (nested) lists of "
                    "numbers with the plan's input shape (default: input)")
     q.add_argument("--job-id-column", help="take each row's job id from this column")
-    q.add_argument("--job-id", metavar="PREFIX", help="job ids PREFIX/<row> when no --job-id-column (default: OUT's "
-                   "name without its suffix: proven.parquet -> proven/0, proven/1, ...)")
+    job_id_option(q, "each row's is PREFIX/<row> when no --job-id-column (default PREFIX: OUT's name without its "
+                  "suffix: proven.parquet -> proven/0, proven/1, ...)", metavar="PREFIX")
     q.add_argument("-w", "--workdir", type=Path, help="run directories, one per row (default: OUT.runs next to OUT)")
-    q.add_argument("--cluster", default="auto", help="'auto' (default: $RAY_ADDRESS, a running cluster, else a new "
-                   "local one), 'local', or a Ray address")
-    q.add_argument("--device", choices=["auto", "cpu", "gpu"], help="the prover actors' device (default: "
-                   "$DSPERSE_DEVICE, else auto)")
-    q.add_argument("--batch-size", type=int, default=64, help="rows read, and rows per output file (default 64)")
-    circuit_flags(q)
+    prover_options(q, defaults=ProverConfig(cluster="auto"))  # always on Ray: auto = $RAY_ADDRESS, a running cluster, else a new local one
+    q.add_argument("--batch-size", type=positive_int, default=64, help="rows read, and rows per output file (default 64)")
+    circuit_options(q)
     q.set_defaults(fn=cmd_prove_dataset)
 
 
@@ -484,19 +479,63 @@ def _unavailable(name: str, module: str, reason: str):
     return fail
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and, through add_subparsers, every subparser) whose usage errors are one line on stderr,
+    ``error: dsperse market economics: argument --r: ... (see `... --help`)``, with exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
+    """``parser.parse_args(argv)``, or the exit code of a usage error (argparse has printed it); --help and --version
+    still exit 0 through SystemExit."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            raise
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def run_command(a: argparse.Namespace, verbose: int = 0) -> int:
+    """Run ``a.fn(a)``; every failure becomes one ``error: ...`` line on stderr and an exit code, never a traceback.
+
+    DsperseError: its ``exit_code`` (2 when the request cannot be done: bad arguments or data, a missing file, a
+    failed check; 1 when the environment failed it: node down, tool missing). OSError: 1. Anything else is a bug
+    in dsperse: 1, with the traceback under -v.
+    """
+    import traceback
+
+    try:
+        return a.fn(a) or 0
+    except DsperseError as exc:
+        print(f"error: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        return exc.exit_code if exc.exit_code in (1, 2) else 2
+    except OSError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence between a bug and the user
+        if verbose:
+            traceback.print_exc()
+        print(f"error: internal error, {type(exc).__name__}: {exc} (a bug in dsperse: re-run with -v for the "
+              "traceback and report it)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    a = parse(parser, argv)
+    if isinstance(a, int):
+        return a
     logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 1), format="%(levelname)s %(name)s: %(message)s")
     if a.verbose < 2:
         from dsperse.proofsystem import quiet_logs
 
         quiet_logs()
-    try:
-        return a.fn(a) or 0
-    except DsperseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(a, a.verbose)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ class PathsConfig:
     """Keys, dev SRS files and compiled circuits, cached by content ($DSPERSE_CACHE)."""
     runs: Path = Path("~/dsperse-runs").expanduser()
     """Run directories of pipeline jobs that name no workdir ($DSPERSE_RUNS)."""
-    ledger: Path | None = None
+    ledger: Path | None = field(default=None, metadata={"metavar": "DIR"})
     """The Parquet proof ledger directory ($DSPERSE_LEDGER; "off" disables it); None: <cache>/ledger."""
     ledger_enabled: bool = True
     """Write the proof ledger; False when $DSPERSE_LEDGER is "off"/"0"/"false" (or with --no-ledger)."""
@@ -54,13 +54,13 @@ class PathsConfig:
 class SlicingConfig:
     """How a model is cut into slices."""
 
-    max_slices: int | None = None
+    max_slices: int | None = field(default=None, metadata={"min": 1})
     """Cut a chain of at most this many slices (one tensor per cut); None: one per heavy op."""
     strategy: Literal["balanced", "layers"] = "balanced"
     """balanced: slices of similar cost; layers: a cut before every heavy op."""
-    max_logrows: int | None = None
+    max_logrows: int | None = field(default=None, metadata={"min": 1, "max": 30, "metavar": "K"})
     """Plan a graph of slices that all fit 2^max_logrows rows, tiling ops too big for that."""
-    max_memory: str | None = None
+    max_memory: str | None = field(default=None, metadata={"metavar": "BYTES"})
     """A proving-memory budget per slice such as "4GB", mapped to max_logrows by measured peaks."""
     estimate: Literal["heuristic", "ezkl"] | None = None
     """Row counts the planner uses: ezkl (exact, the default with a target) or the MAC heuristic."""
@@ -70,11 +70,11 @@ class SlicingConfig:
 class ProverConfig:
     """Where slice proofs run: this process, or Ray actors (one per slice by default)."""
 
-    cluster: str | None = None
+    cluster: str | None = field(default=None, metadata={"metavar": "CLUSTER"})
     """None: prove in this process. "auto": an existing Ray cluster or a new local one; "local"; or an address."""
     device: Device = "auto"
     """Ray actors' device: auto (GPU where the cluster has one), cpu, gpu ($DSPERSE_DEVICE)."""
-    actors: int | None = None
+    actors: int | None = field(default=None, metadata={"min": 1})
     """Number of SliceProver actors; None: one per slice ($DSPERSE_RAY_ACTORS)."""
     artifacts: Literal["auto", "shared", "ship"] = "auto"
     """shared: actors read circuit files at the driver's paths; ship: send them once into each node's cache;
@@ -97,7 +97,7 @@ class AggregationConfig:
 
     enabled: bool = False
     """Aggregate after proving (a chain plan only)."""
-    memory_gb: float | None = None
+    memory_gb: float | None = field(default=None, metadata={"gt": 0, "metavar": "GB"})
     """Memory of the node that runs the aggregation steps; None: this machine's, or the cluster's aggregator nodes."""
 
 
@@ -105,9 +105,11 @@ class AggregationConfig:
 class ChainConfig:
     """An EVM chain for receipts."""
 
-    rpc: str | None = field(default=None, metadata={"metavar": "URL"})
+    rpc: str | None = field(default=None, metadata={"metavar": "URL", "pattern": r"https?://[^\s/]+(/\S*)?",
+                                                    "expect": "an http(s):// URL, e.g. http://127.0.0.1:8545"})
     """JSON-RPC endpoint, e.g. http://127.0.0.1:8545 ($DSPERSE_RPC)."""
-    private_key: str | None = field(default=None, repr=False, metadata={"metavar": "HEX"})
+    private_key: str | None = field(default=None, repr=False, metadata={
+        "metavar": "HEX", "pattern": r"(0x)?[0-9a-fA-F]{64}", "expect": "a private key of 64 hex digits (0x optional)"})
     """The sender's key, 0x + 64 hex ($DSPERSE_PRIVATE_KEY). Never logged."""
     deployments: Path | None = field(default=None, metadata={"metavar": "FILE"})
     """The file remembering deployed contract addresses per chain id; None: <cache>/evm/deployments.json
@@ -125,7 +127,8 @@ class ChainConfig:
 class SamplingConfig:
     """Proof of Sampling: the staking market."""
 
-    market: str | None = field(default=None, metadata={"metavar": "ADDRESS"})
+    market: str | None = field(default=None, metadata={"metavar": "ADDRESS", "pattern": r"0x[0-9a-fA-F]{40}",
+                                                       "expect": "an address (0x + 40 hex digits)"})
     """Address of the PoSPMarket contract ($DSPERSE_MARKET)."""
 
 
@@ -135,7 +138,7 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     """Address to bind; loopback by default."""
-    port: int = 8000
+    port: int = field(default=8000, metadata={"min": 1, "max": 65535})
     """HTTP port."""
 
 
@@ -154,9 +157,9 @@ class CircuitConfig:
     """How slice i's output / slice i+1's input is exposed; polycommit links by KZG commitment."""
     param_visibility: Literal["fixed", "private", "public"] = "fixed"
     """fixed bakes weights into the verifying key, so a proof for other weights fails verification."""
-    scale: int | None = None
+    scale: int | None = field(default=None, metadata={"min": 0, "max": 30})
     """Fixed-point scale (bits). None: let EZKL calibrate it on slice 0."""
-    logrows: int | None = None
+    logrows: int | None = field(default=None, metadata={"min": 1, "max": 30, "metavar": "K"})
     """Rows as a power of two for every slice. None: the smallest that fits all slices."""
     calibration_target: Literal["resources", "accuracy"] = "resources"
     """What EZKL's calibration optimises: small circuits (resources) or fidelity to the float model (accuracy)."""
@@ -268,8 +271,27 @@ def update(section: Any, values: Mapping[str, Any], where: str = "config") -> An
     for name, value in values.items():
         if name not in known:
             raise ConfigError(f"{where}: unknown field {name!r}; fields: {', '.join(known)}")
-        changes[name] = convert(type_hints(type(section))[name], value, f"{where}.{name}")
+        changes[name] = check(known[name], convert(type_hints(type(section))[name], value, f"{where}.{name}"), f"{where}.{name}")
     return dataclasses.replace(section, **changes)
+
+
+def check(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """``value`` if it keeps the field's metadata bounds (``min``/``max`` inclusive, ``gt``) and ``pattern``."""
+    if value is None:
+        return value
+    meta = f.metadata
+    lo, hi, gt = meta.get("min"), meta.get("max"), meta.get("gt")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi) or (gt is not None and value <= gt):
+            bound = (f"in [{lo}, {hi}]" if lo is not None and hi is not None else f">= {lo}" if lo is not None
+                     else f"> {gt}" if gt is not None else f"<= {hi}")  # fmt: skip
+            raise ConfigError(f"{where}: must be {bound}, got {value!r}")
+    if (pattern := meta.get("pattern")) and isinstance(value, str) and not re.fullmatch(pattern, value.strip()):
+        shown = "(not echoed)" if f.name == "private_key" else repr(value)
+        raise ConfigError(f"{where}: expected {meta.get('expect', 'a value matching ' + pattern)}, got {shown}")
+    return value
 
 
 def convert(tp: Any, value: Any, where: str) -> Any:
@@ -362,11 +384,25 @@ def add_arguments(parser, section: type, only: tuple[str, ...] | None = None, de
         elif kind is bool:
             kw["action"] = argparse_bool()
         elif kind in (int, float, str, Path):
-            kw["type"] = kind
+            kw["type"] = _flag_type(f, kind)
             kw["metavar"] = f.metadata.get("metavar") or {int: "N", float: "X", Path: "PATH", str: "TEXT"}[kind]
         else:
             continue  # mappings etc. are set through a spec file, not a flag
         parser.add_argument(flag, **kw)
+
+
+def _flag_type(f: dataclasses.Field, kind: type):
+    """An argparse ``type=`` for a field: converted and checked as a spec value is; argparse names the flag."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            return check(f, convert(kind, text, f.name), f.name)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{f.name}: ")) from None
+
+    parse.__name__ = {int: "integer", float: "number", Path: "path", str: "text"}[kind]
+    return parse
 
 
 def argparse_bool():

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
 
-from dsperse.util.argtypes import address, nonempty, private_key, rpc_url
+from dsperse.options import chain_options, job_id_option, require_rpc, settings
+from dsperse.util.argtypes import address, nonempty
 
 CHAIN_EPILOG = """\
 The registry (ProofOfInference) and the per-slice verifiers are deployed on first use and their
@@ -21,18 +21,16 @@ unlocked account signs (anvil has ten).
 
 
 def _chain_flags(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--rpc", required=True, type=rpc_url, metavar="URL", help="JSON-RPC endpoint of the EVM node, e.g. http://127.0.0.1:8545")
-    q.add_argument("--private-key", type=private_key, metavar="HEX", help="signing key (default: $DSPERSE_PRIVATE_KEY, else the node's first unlocked account)")
+    chain_options(q)  # --rpc, --private-key (else the node's first unlocked account signs), --deployments
     q.add_argument("--registry", type=address, metavar="ADDRESS", help="ProofOfInference address (default: from the deployments file)")
-    q.add_argument("--deployments", type=Path, metavar="FILE", help="deployments file (default: $DSPERSE_DEPLOYMENTS or ~/.cache/dsperse/evm/deployments.json)")
     q.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def _client(a: argparse.Namespace):
     from dsperse.chain import connect
 
-    key = a.private_key or os.environ.get("DSPERSE_PRIVATE_KEY") or None
-    return connect(a.rpc, private_key=key, registry=a.registry, deployments=a.deployments)
+    chain = settings(a).chain  # flags, then $DSPERSE_RPC / $DSPERSE_PRIVATE_KEY / $DSPERSE_DEPLOYMENTS
+    return connect(require_rpc(chain), private_key=chain.private_key, registry=a.registry, deployments=chain.deployments)
 
 
 def _print(a: argparse.Namespace, obj: dict, text: str) -> None:
@@ -94,8 +92,8 @@ def add_subcommands(subparsers) -> None:
         "proven with --aggregate is submitted as its ONE aggregated proof, with the same commitment and receipt id.",
     )
     s.add_argument("run", type=Path, metavar="RUN_DIR", help="run directory (holding run.json)")
-    s.add_argument("--job-id", type=nonempty, help="job id (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
-                   "Default: the run's job id, else one derived from its proofs")
+    job_id_option(s, "the receipt's id on chain (text is keccak256-hashed to bytes32; 0x + 64 hex is used as is). "
+                  "Default: the run's job id, else one derived from its proofs", type=nonempty)
     s.add_argument("--no-register", action="store_true", help="fail instead of registering an unknown model")
     s.add_argument("--aggregated", action="store_true", help="insist on the run's ONE aggregated proof (prove --aggregate; "
                    "a run with an aggregate is submitted that way anyway): its verifier is deployed and the model "

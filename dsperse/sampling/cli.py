@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from dsperse.errors import DsperseError, MarketUsageError  # noqa: F401  (MarketUsageError: re-exported)
-from dsperse.util.argtypes import address, hex32, non_negative, non_negative_int, positive_int, private_key, probability, rpc_url
+from dsperse.options import chain_options, prover_options, require_rpc, settings
+from dsperse.util.argtypes import address, hex32, non_negative, non_negative_int, positive_int, probability
 
 MARKET_EPILOG = """\
 how a job goes (every step is one command; anyone may run draw and settle):
@@ -76,18 +76,17 @@ def _w3(a):
 
     from dsperse.errors import ChainUnavailableError
 
-    if not a.rpc:
-        raise ChainUnavailableError("no RPC endpoint: pass --rpc URL or set $DSPERSE_RPC")
-    w3 = Web3(Web3.HTTPProvider(a.rpc, request_kwargs={"timeout": 60}))
+    rpc = require_rpc(settings(a).chain)  # --rpc, else $DSPERSE_RPC
+    w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 60}))
     if not w3.is_connected():
-        raise ChainUnavailableError(f"EVM node at {a.rpc} is unreachable")
+        raise ChainUnavailableError(f"EVM node at {rpc} is unreachable")
     return w3
 
 
 def _key(a) -> str:
     from dsperse.errors import ChainError
 
-    key = a.private_key or os.environ.get("DSPERSE_PRIVATE_KEY")
+    key = settings(a).chain.private_key  # --private-key, else $DSPERSE_PRIVATE_KEY
     if not key:
         raise ChainError("this command sends a transaction: pass --private-key HEX or set $DSPERSE_PRIVATE_KEY")
     return key
@@ -97,9 +96,10 @@ def _market(a):
     from dsperse.errors import ChainError
     from dsperse.sampling.market import Market
 
-    if not a.market:
+    market = settings(a).sampling.market  # --market, else $DSPERSE_MARKET
+    if not market:
         raise ChainError("which market? pass --market ADDRESS or set $DSPERSE_MARKET (see `dsperse market deploy`)")
-    return Market(_w3(a), a.market)
+    return Market(_w3(a), market)
 
 
 def _out(a, obj: dict, text: str) -> int:
@@ -323,13 +323,14 @@ def cmd_show(a) -> int:
 def cmd_economics(a) -> int:
     from dsperse.sampling.economics import Economics, expected_profit, min_audit_probability, min_slash
 
-    p_star = min_audit_probability(a.R, a.S, a.C, a.r, a.proof_cost)
-    e = Economics(a.R, a.S, a.C, a.r, proof_cost=a.proof_cost)
-    rows = {s: expected_profit(s, a.p, e, q=a.q) for s in ("honest", "cheat", "mixed", "collude")} if a.p is not None else {}
+    p = a.audit_probability
+    p_star = min_audit_probability(a.fee, a.slash, a.cheat_gain, a.collusion, a.proof_cost)
+    e = Economics(a.fee, a.slash, a.cheat_gain, a.collusion, proof_cost=a.proof_cost)
+    rows = {s: expected_profit(s, p, e, q=a.mixed_cheat_rate) for s in ("honest", "cheat", "mixed", "collude")} if p is not None else {}
     text = [f"p* = C / ((1 - r)(R + S) - proof_cost) = {p_star:.6g}" + ("  (unreachable: raise S)" if p_star > 1 else "")]
-    if a.p is not None:
-        text.append(f"at p = {a.p}: expected profit per job " + ", ".join(f"{k} {v:.6g}" for k, v in rows.items()))
-        text.append(f"smallest S that deters at this p: {min_slash(a.p, a.R, a.C, a.r, a.proof_cost):.6g}")
+    if p is not None:
+        text.append(f"at p = {p}: expected profit per job " + ", ".join(f"{k} {v:.6g}" for k, v in rows.items()))
+        text.append(f"smallest S that deters at this p: {min_slash(p, a.fee, a.cheat_gain, a.collusion, a.proof_cost):.6g}")
     return _out(a, {"p_star": p_star, "profit": rows}, "\n".join(text))
 
 
@@ -339,14 +340,22 @@ def cmd_simulate(a) -> int:
     from dsperse.sampling.economics import Economics
     from dsperse.sampling.simulation import SimConfig, plot_profit_vs_p, sweep
 
-    e = Economics(a.R, a.S, a.C, a.r, a.K, a.proof_cost)
-    base = SimConfig(e, 0.0, n_operators=a.operators, jobs_per_operator=a.jobs, q=a.q, seed=a.seed,
+    e = Economics(a.fee, a.slash, a.cheat_gain, a.collusion, a.compute_cost, a.proof_cost)
+    base = SimConfig(e, 0.0, n_operators=a.operators, jobs_per_operator=a.jobs, q=a.mixed_cheat_rate, seed=a.seed,
                      mix={"honest": a.honest, "cheat": a.cheat, "mixed": a.mixed, "collude": a.collude})  # fmt: skip
     started = not ray.is_initialized()
     if started:
-        ray.init(address=a.ray_address, include_dashboard=False, log_to_driver=False)
+        cluster = settings(a).prover.cluster  # --cluster: None or "local" starts a local one
+        init = {"include_dashboard": False, "log_to_driver": False}
+        if cluster == "auto":
+            try:
+                ray.init(address="auto", **init)
+            except ConnectionError:
+                ray.init(**init)
+        else:
+            ray.init(address=None if cluster in (None, "local") else cluster, **init)
     try:
-        results = sweep(base, a.p)
+        results = sweep(base, a.audit_probability)
     finally:
         if started:
             ray.shutdown()
@@ -365,10 +374,7 @@ def cmd_simulate(a) -> int:
 
 
 def _chain_flags(q: argparse.ArgumentParser, market: bool = True) -> None:
-    q.add_argument("--rpc", default=os.environ.get("DSPERSE_RPC"), type=rpc_url, metavar="URL", help="JSON-RPC endpoint (default $DSPERSE_RPC)")
-    q.add_argument("--private-key", type=private_key, metavar="HEX", help="signing key (default $DSPERSE_PRIVATE_KEY)")
-    if market:
-        q.add_argument("--market", default=os.environ.get("DSPERSE_MARKET"), type=address, metavar="ADDRESS", help="PoSPMarket address (default $DSPERSE_MARKET)")
+    chain_options(q, deployments=False, market=market)  # --rpc, --private-key, --market: the same flags as submit's
     q.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -432,7 +438,7 @@ def add_subcommands(subparsers) -> None:
     o = sub.add_parser("offer", help="opt in to serve a model: price and capacity", description=
                        "Requesters can only post a model's jobs to operators that offer it, at or above MIN_FEE, while "
                        "fewer than CAPACITY of them are open. --capacity 0 stops new jobs.")
-    o.add_argument("model_id", metavar="MODEL_ID")
+    o.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
     o.add_argument("--min-fee", type=parse_amount, required=True, help="lowest fee accepted per job, e.g. 0.01ether")
     o.add_argument("--capacity", type=non_negative_int, default=10, help="most open jobs of this model at once (default 10; 0 stops)")
     _chain_flags(o)
@@ -441,11 +447,11 @@ def add_subcommands(subparsers) -> None:
     pj = sub.add_parser("post-job", help="post a job to an operator, paying its fee", description=
                         "The requester picks the operator. The input itself goes to the operator off chain; "
                         "the chain only holds its commitment.")
-    pj.add_argument("model_id", metavar="MODEL_ID")
+    pj.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
     g = pj.add_mutually_exclusive_group(required=True)
     g.add_argument("--input-hash", metavar="HEX", help="input commitment (for receipts: keccak of slice 0's input felts)")
     g.add_argument("--input-file", type=Path, help="hash this file's bytes as the commitment")
-    pj.add_argument("--operator", required=True, type=address, metavar="ADDRESS")
+    pj.add_argument("--operator", required=True, type=address, metavar="ADDRESS", help="the operator that serves the job (it must offer the model)")
     pj.add_argument("--fee", type=parse_amount, required=True, help="paid to the operator when the job settles")
     pj.add_argument("--secret", type=hex32, metavar="HEX", help="32-byte audit secret to commit to (default: a fresh random one, printed)")
     _chain_flags(pj)
@@ -461,7 +467,7 @@ def add_subcommands(subparsers) -> None:
 
     ro = sub.add_parser("reveal-output", help="operator: publish the committed outputs (hash-checked); needed to be paid")
     _job(ro)
-    ro.add_argument("--outputs", type=_ints, required=True, metavar="INTS")
+    ro.add_argument("--outputs", type=_ints, required=True, metavar="INTS", help="the quantized outputs committed to, e.g. 240,-578,517")
     _chain_flags(ro)
     ro.set_defaults(fn=cmd_reveal_output)
 
@@ -484,7 +490,7 @@ def add_subcommands(subparsers) -> None:
     ch = sub.add_parser("challenge", help="force an audit of an unsampled job by posting a bond",
                         description="Won: bond back plus the reporter share of the slash. Lost: the bond goes to the operator.")
     _job(ch)
-    ch.add_argument("--bond", type=parse_amount, required=True)
+    ch.add_argument("--bond", type=parse_amount, required=True, help="challenge bond, at least the market's minimum, e.g. 0.1ether")
     _chain_flags(ch)
     ch.set_defaults(fn=cmd_challenge)
 
@@ -498,7 +504,7 @@ def add_subcommands(subparsers) -> None:
 
     pp = sub.add_parser("prove-part", help="targeted verification: show the always-proven part's receipt")
     _job(pp)
-    pp.add_argument("--receipt-id", required=True, metavar="HEX")
+    pp.add_argument("--receipt-id", required=True, metavar="HEX", help="the registry's receipt id of the always-proven part")
     _chain_flags(pp)
     pp.set_defaults(fn=cmd_prove_part)
 
@@ -511,7 +517,8 @@ def add_subcommands(subparsers) -> None:
     va = sub.add_parser("validator", help="validator stake, leave, withdraw; the owner's remove", description=
                         "An admitted validator stakes S per verdict it may have open; a verdict a receipt contradicts "
                         "is slashed. After leaving (or removal) the stake comes back once its verdicts' jobs closed.")
-    va.add_argument("action", choices=["stake", "leave", "withdraw", "remove"])
+    va.add_argument("action", choices=["stake", "leave", "withdraw", "remove"], help="stake AMOUNT, leave, withdraw "
+                    "(the stake, once its verdicts' jobs closed), or remove --address (the owner)")
     va.add_argument("amount", nargs="?", type=parse_amount, help="for stake, e.g. 2ether")
     va.add_argument("--address", type=address, metavar="ADDRESS", help="for remove: the validator the owner removes")
     _chain_flags(va)
@@ -533,43 +540,51 @@ def add_subcommands(subparsers) -> None:
     w.set_defaults(fn=cmd_withdraw)
 
     sh = sub.add_parser("show", help="a job, an operator, or the market's config and books")
-    sh.add_argument("job_id", nargs="?", type=hex32, metavar="JOB_ID")
-    sh.add_argument("--operator", type=address, metavar="ADDRESS")
+    sh.add_argument("job_id", nargs="?", type=hex32, metavar="JOB_ID", help="show this job (0x + 64 hex)")
+    sh.add_argument("--operator", type=address, metavar="ADDRESS", help="show this operator's stake, jobs and credit")
     _chain_flags(sh)
     sh.set_defaults(fn=cmd_show)
 
-    def econ_flags(q):
-        q.add_argument("--R", type=non_negative, required=True, help="fee paid per honest job")
-        q.add_argument("--S", type=non_negative, required=True, help="stake slashed per proven lie")
-        q.add_argument("--C", type=non_negative, required=True, help="cost a cheater saves per job")
-        q.add_argument("--r", type=probability("colluding share r"), default=0.0, help="colluding share: chance an audit is judged by accomplices")
-        q.add_argument("--proof-cost", type=non_negative, default=0.0, help="what an honest operator spends proving an audited job")
-        q.add_argument("--q", type=probability("cheat probability q"), default=0.3, help="cheat probability of the 'mixed' strategy")
+    def econ_flags(q):  # the model's letters (R, S, C, r, q) are named in each help; units are any one currency
+        q.add_argument("--fee", type=non_negative, required=True, metavar="R", help="R: fee paid per honest job")
+        q.add_argument("--slash", type=non_negative, required=True, metavar="S", help="S: stake slashed per proven lie "
+                       "(in --fee's unit; `deploy --slash` is the same S in wei)")
+        q.add_argument("--cheat-gain", type=non_negative, required=True, metavar="C", help="C: cost a cheater saves per job")
+        q.add_argument("--collusion", type=probability("colluding share r"), default=0.0, metavar="r",
+                       help="r: colluding share, the chance an audit is judged by accomplices, in [0, 1] (default 0)")
+        q.add_argument("--proof-cost", type=non_negative, default=0.0, help="what an honest operator spends proving an "
+                       "audited job (default 0)")
+        q.add_argument("--mixed-cheat-rate", type=probability("cheat probability q"), default=0.3, metavar="q",
+                       help="q: how often the 'mixed' strategy cheats, in [0, 1] (default 0.3)")
 
     e = sub.add_parser("economics", help="the audit probability that makes honesty pay", formatter_class=fmt,
                        description="A cheat saves C and is caught with probability p (1 - r), losing the fee R and the "
                        "slash S. Honesty strictly dominates when p > p* = C / ((1 - r)(R + S) - proof_cost).",
-                       epilog="example: dsperse market economics --R 0.01 --S 1 --C 0.008 --p 0.01")
+                       epilog="example: dsperse market economics --fee 0.01 --slash 1 --cheat-gain 0.008 --audit-probability 0.01")
     econ_flags(e)
-    e.add_argument("--p", type=probability("audit probability p"), help="also show expected profits at this p")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--audit-probability", type=probability("audit probability p"), metavar="p",
+                   help="p: also show expected profits at this audit probability")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_economics)
 
     sm = sub.add_parser("simulate", help="Ray simulation: many operators, a share of cheaters, profit vs p plot",
                         description="Simulate OPERATORS operators x JOBS jobs at each p (Ray tasks, vectorised numpy, seeded) "
                         "and print detection rate and profit per strategy; --out writes posp_profit_vs_p.png.")
     econ_flags(sm)
-    sm.add_argument("--K", type=non_negative, default=0.0, help="honest compute cost per job")
-    sm.add_argument("--p", type=probability("audit probability p"), nargs="+", default=[0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
-    sm.add_argument("--operators", type=positive_int, default=1000)
-    sm.add_argument("--jobs", type=positive_int, default=200)
+    sm.add_argument("--compute-cost", type=non_negative, default=0.0, metavar="K", help="K: honest compute cost per job (default 0)")
+    sm.add_argument("--audit-probability", type=probability("audit probability p"), nargs="+", metavar="p",
+                    default=[0.0, 0.01, 0.02, 0.05, 0.1, 0.2], help="p: the audit probabilities swept (default 0 .01 .02 .05 .1 .2)")
+    sm.add_argument("--operators", type=positive_int, default=1000, help="operators simulated per p (default 1000)")
+    sm.add_argument("--jobs", type=positive_int, default=200, help="jobs per operator (default 200)")
     sm.add_argument("--honest", type=probability("share of honest operators"), default=0.7, help="share of honest operators")
-    sm.add_argument("--cheat", type=probability("share of cheaters"), default=0.1)
-    sm.add_argument("--mixed", type=probability("share of mixed operators"), default=0.1)
-    sm.add_argument("--collude", type=probability("share of colluders"), default=0.1)
-    sm.add_argument("--seed", type=non_negative_int, default=0)
+    sm.add_argument("--cheat", type=probability("share of cheaters"), default=0.1, help="share of operators that always cheat (default 0.1)")
+    sm.add_argument("--mixed", type=probability("share of mixed operators"), default=0.1, help="share that cheats with "
+                    "probability --mixed-cheat-rate (default 0.1)")
+    sm.add_argument("--collude", type=probability("share of colluders"), default=0.1, help="share that cheats and "
+                    "colludes with validators (default 0.1)")
+    sm.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     sm.add_argument("--out", type=Path, help="directory for the PNG plot")
-    sm.add_argument("--ray-address", help="existing Ray cluster (default: a local one)")
+    prover_options(sm, ("cluster",))  # the Ray cluster the simulation tasks run on (default: a new local one)
     sm.set_defaults(fn=cmd_simulate)
 
 

@@ -88,8 +88,8 @@ def test_boundary_visibilities():
 def test_cli_aggregate_plan_shows_the_tree_or_the_refusal(capsys, mlp_plan):
     from dsperse.cli import main
 
-    assert main(["aggregate-plan", "3", "--memory", "64"]) == 0
+    assert main(["aggregate-plan", "3", "--aggregation-memory-gb", "64"]) == 0
     out = capsys.readouterr().out
     assert "3 slice proof(s) on nodes with 64.0 GB" in out and "level 1: 1 step(s)" in out
-    assert main(["aggregate-plan", str(mlp_plan.root), "--memory", "16"]) == 2  # a plan dir: its slice count
+    assert main(["aggregate-plan", str(mlp_plan.root), "--aggregation-memory-gb", "16"]) == 2  # a plan dir: its slice count
     assert "needs ~19.7 GB for even one proof" in capsys.readouterr().err

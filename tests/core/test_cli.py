@@ -72,7 +72,7 @@ def test_a_subcommand_whose_area_fails_to_import_says_so(monkeypatch, capsys):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", broken)
-    assert main(["market", "economics", "--p", "0.1"]) == 2
+    assert main(["market", "economics", "--audit-probability", "0.1"]) == 2
     err = capsys.readouterr().err
     assert "`dsperse market` is unavailable" in err and "dsperse.sampling.cli" in err and "web3" in err
 

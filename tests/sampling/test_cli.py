@@ -61,14 +61,14 @@ def test_cli_reports_reverts_and_usage_errors(chain, keys, registry, capsys):
 
 
 def test_cli_economics_prints_threshold(capsys):
-    out = run(capsys, "economics", "--R", "1", "--S", "10", "--C", "0.5")
+    out = run(capsys, "economics", "--fee", "1", "--slash", "10", "--cheat-gain", "0.5")
     assert abs(out["p_star"] - 0.5 / 11) < 1e-12
 
 
 @pytest.mark.parametrize(
-    ("flags", "says"), [(["--r", "2"], "colluding share r must be in [0, 1]"), (["--p", "1.5"], "audit probability p must be in [0, 1]")]
+    ("flags", "says"), [(["--collusion", "2"], "colluding share r must be in [0, 1]"), (["--audit-probability", "1.5"], "audit probability p must be in [0, 1]")]
 )
 def test_cli_economics_bad_parameters_get_a_message_not_a_traceback(capsys, flags, says):
-    assert main(["market", "economics", "--R", "1", "--S", "10", "--C", "0.5", *flags]) == 2
+    assert main(["market", "economics", "--fee", "1", "--slash", "10", "--cheat-gain", "0.5", *flags]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
