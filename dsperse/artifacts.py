@@ -26,6 +26,31 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _check_plan(plan: "SlicePlan") -> None:
+    """Raise TypeError naming the first field of a loaded plan.json whose type is wrong (a hand-edited or damaged file)."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise TypeError(f"field {what} has the wrong type or length")
+
+    def names(xs) -> bool:
+        return isinstance(xs, tuple) and all(isinstance(x, str) for x in xs)
+
+    def shape(xs) -> bool:
+        return isinstance(xs, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in xs)
+
+    for f in ("model_sha256", "input_name", "output_name", "strategy"):
+        need(isinstance(getattr(plan, f), str), f)
+    need(shape(plan.input_shape) and shape(plan.output_shape), "input_shape/output_shape")
+    need(plan.max_logrows is None or (isinstance(plan.max_logrows, int) and not isinstance(plan.max_logrows, bool)),
+         "max_logrows")  # fmt: skip
+    for i, s in enumerate(plan.slices):
+        need(isinstance(s.index, int) and not isinstance(s.index, bool), f"slices[{i}].index")
+        need(names(s.inputs) and names(s.outputs) and names(s.op_types), f"slices[{i}].inputs/outputs/op_types")
+        need(len(s.inputs) == len(s.input_shapes) and len(s.outputs) == len(s.output_shapes), f"slices[{i}] shapes")
+        need(isinstance(s.tile, str) and isinstance(s.circuit_group, str), f"slices[{i}].tile/circuit_group")
+
+
 def _to_dict(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
@@ -186,6 +211,7 @@ class SlicePlan:
                 raise SlicingError(f"{path} was written by an older dsperse (one input/output per slice); slice the model again")
             plan = _from_dict(cls, data)
             plan.slices = [Slice.from_json(s) for s in data["slices"]]
+            _check_plan(plan)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
             if isinstance(exc, DsperseError):
                 raise

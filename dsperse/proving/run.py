@@ -18,7 +18,7 @@ import numpy as np
 from dsperse.artifacts import Circuit, Run, SlicePlan, SliceProof
 from dsperse.circuits.build import compile_plan
 from dsperse.config import CircuitConfig, DsperseConfig, ProverConfig
-from dsperse.errors import DsperseError, InputShapeError, MissingArtifactError
+from dsperse.errors import DsperseError, InputDataError, MissingArtifactError
 from dsperse.proving.backends import LocalBackend, ProverBackend
 from dsperse.proving.runs import (  # noqa: F401 - re-exported: their home before dsperse.proving.runs
     Manifest,
@@ -39,21 +39,43 @@ def load_inputs(inputs) -> list[np.ndarray]:
     """Accept an EZKL-style JSON file ({"input_data": [[...]]}), a .npy file, an array or a list of them (a batch)."""
     if isinstance(inputs, (str, Path)):
         p = Path(inputs)
-        if not p.exists():
+        try:
+            exists = p.is_file()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long
+            raise InputDataError(repr(str(inputs))[:80], f"not a usable path: {exc}") from exc
+        if not exists:
             raise MissingArtifactError("input file", p)
         if p.suffix == ".npy":
-            return [np.load(p)]
+            try:
+                return [np.load(p)]
+            except (OSError, ValueError, EOFError) as exc:
+                raise InputDataError(p, f"not a .npy array: {str(exc)[:200]}") from exc
         try:
             data = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputShapeError((), f"{p} is not JSON ({exc})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputDataError(p, f"not JSON: {exc}") from exc
+        if isinstance(data, dict) and "input_data" not in data:
+            raise InputDataError(p, f"a JSON object needs an input_data key, got keys {sorted(data)[:5]}")
         rows = data["input_data"] if isinstance(data, dict) else data
-        return [np.asarray(r, np.float32) for r in rows] if isinstance(rows[0], list) else [np.asarray(rows, np.float32)]
+        if not isinstance(rows, list) or not rows:
+            raise InputDataError(p, f"input_data must be a non-empty list, got {type(rows).__name__}")
+        return [_array(r, p) for r in rows] if isinstance(rows[0], list) else [_array(rows, p)]
     if isinstance(inputs, np.ndarray):
         return [inputs]
     if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (np.ndarray, list, tuple, str, Path)):
-        return [x for item in inputs for x in load_inputs(item)] if not _is_flat_numbers(inputs) else [np.asarray(inputs, np.float32)]
-    return [np.asarray(inputs, np.float32)]
+        return [x for item in inputs for x in load_inputs(item)] if not _is_flat_numbers(inputs) else [_array(inputs)]
+    return [_array(inputs)]
+
+
+def _array(value, source="input") -> np.ndarray:
+    """float32 array of user data; anything that is not (nested lists of) numbers is an InputDataError."""
+    if isinstance(value, (dict, str, bytes)) or value is None:
+        raise InputDataError(source, f"expected numbers, got {type(value).__name__}")
+    try:
+        with np.errstate(over="ignore"):  # a too-large number becomes inf, which coerce_input refuses by name
+            return np.asarray(value, np.float32)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise InputDataError(source, f"expected (nested lists of) numbers: {str(exc)[:200]}") from exc
 
 
 def _is_flat_numbers(xs) -> bool:

@@ -69,8 +69,8 @@ def load_model(path: Path | str, input_shape: Sequence[int] | None = None) -> Lo
         raise MalformedModelError(path, "the graph has no nodes")
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
-        raise MalformedModelError(path, str(exc).splitlines()[0]) from exc
+    except Exception as exc:  # ValidationError; a mangled name is a UnicodeDecodeError inside the checker
+        raise MalformedModelError(path, (str(exc).splitlines() or [type(exc).__name__])[0]) from exc
 
     custom = [n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")]
     unsupported = [n.op_type for n in proto.graph.node if n.op_type not in SUPPORTED_OPS] + custom
@@ -89,7 +89,10 @@ def load_model(path: Path | str, input_shape: Sequence[int] | None = None) -> Lo
         proto = shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     except Exception as exc:
         raise MalformedModelError(path, f"shape inference failed: {exc}") from exc
-    proto = _fold_constants(proto)
+    try:
+        proto = _fold_constants(proto)
+    except Exception as exc:  # onnxruntime refuses a graph the checker let through
+        raise MalformedModelError(path, f"onnxruntime cannot load it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
     out = proto.graph.output[0]
     out_shape = _dims(out)
