@@ -29,62 +29,95 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-SPEC_KEYS = {"model", "input", "dataset", "column", "max_slices", "strategy", "workdir", "device", "actors", "job_id", "cache", "srs", "seed", "cluster"}
+from dsperse.config import ProverConfig, SlicingConfig
+
+JOB_KEYS = ("model", "input", "dataset", "column", "workdir", "job_id", "seed")
+"""A spec's own keys; every other top-level key is a section of dsperse.config.DsperseConfig (slicing, circuit, prover,
+paths, aggregation, ...), validated by DsperseConfig.from_dict."""
+PIPELINE_DEFAULTS = {"slicing": {"max_slices": 3}, "prover": {"cluster": "auto"}}
+"""Where this pipeline differs from the library's defaults: 3 slices, and always on Ray (the job's cluster)."""
+SPEC_PATHS = {"model", "input", "dataset", "workdir", "paths.cache", "paths.srs", "paths.runs", "paths.ledger"}
+"""Resolved against the spec file's directory, never the job's cwd."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from dsperse.config import ConfigError
+    from dsperse.options import circuit_options, job_id_option, prover_options, slicing_options
+
     p = argparse.ArgumentParser(prog="python -m pipelines.prove", description=__doc__.split("\n\n")[0])
-    p.add_argument("--spec", type=Path, help="YAML pipeline spec (pipelines/specs/demo.yaml); flags override it")
+    p.add_argument("--spec", type=Path, help="YAML pipeline spec (pipelines/specs/demo.yaml): the job's keys and config "
+                   "sections; flags override it")
     p.add_argument("--model", type=Path, help="ONNX model (default: the bundled zoo 'mlp')")
     p.add_argument("--input", type=Path, help='input JSON {"input_data": [[...], ...]} or .npy; several rows = a batch')
     p.add_argument("--dataset", type=Path, help="Parquet file or directory of input rows: prove every row (prove_dataset)")
     p.add_argument("--column", help="with --dataset: the input column (default: input)")
-    p.add_argument("--max-slices", type=int, dest="max_slices")
-    p.add_argument("--strategy", choices=["balanced", "layers"])
-    p.add_argument("--workdir", type=Path, help="where slices and runs go (default: $DSPERSE_RUNS or ~/dsperse-runs, /<job id>)")
-    p.add_argument("--device", choices=["cpu", "gpu", "auto"])
-    p.add_argument("--actors", type=int, help="number of SliceProver actors (default: one per slice)")
-    p.add_argument("--job-id", dest="job_id")
-    p.add_argument("--cache", type=Path, help="key/SRS cache (default: $DSPERSE_CACHE or ~/.cache/dsperse)")
-    p.add_argument("--srs", type=Path, help="SRS file (default: a cached development SRS)")
-    p.add_argument("--seed", type=int, help="seed of the generated input when --input is not given")
-    p.add_argument("--cluster", help='"auto" (default: the job\'s cluster, else a new local one), "local" or a Ray address')
+    p.add_argument("--workdir", type=Path, help="where slices and runs go (default: <paths.runs>/<job id>, paths.runs "
+                   "being $DSPERSE_RUNS or ~/dsperse-runs)")
+    job_id_option(p, "this job's; a batch's runs get JOB_ID/<n> (default: the Ray job's submission id)")
+    p.add_argument("--seed", type=int, help="seed of the generated input when --input is not given (default 0)")
+    slicing_options(p, ("max_slices", "strategy"), defaults=SlicingConfig(max_slices=3))
+    prover_options(p, defaults=ProverConfig(cluster="auto"))
+    circuit_options(p)
     a = p.parse_args(argv)
+    try:
+        a.config, job = load_config(a)
+    except ConfigError as exc:
+        p.error(str(exc))
+    for k in JOB_KEYS:
+        if getattr(a, k) is None:
+            setattr(a, k, job.get(k))
+    a.column = a.column or "input"
+    a.seed = 0 if a.seed is None else a.seed
+    if a.input and a.dataset:
+        p.error("--input and --dataset exclude each other")
+    return a
+
+
+def load_config(a: argparse.Namespace):
+    """(DsperseConfig, the spec's job keys): defaults, $DSPERSE_*, this pipeline's defaults, the spec, then the flags."""
+    from dsperse.config import ConfigError, DsperseConfig
+    from dsperse.options import settings
+
     spec = {}
     if a.spec:
         spec = yaml.safe_load(a.spec.read_text()) or {}
-        unknown = set(spec) - SPEC_KEYS
-        if unknown:
-            p.error(f"{a.spec}: unknown keys {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
-        for k in ("model", "input", "dataset", "workdir", "cache", "srs"):  # relative to the spec file, not the cwd
-            if spec.get(k) is not None:
-                spec[k] = (a.spec.parent / Path(spec[k]).expanduser()).resolve()
-    defaults = {"column": "input", "max_slices": 3, "strategy": "balanced", "device": "auto", "seed": 0, "cluster": "auto"}
-    for k in SPEC_KEYS:
-        if getattr(a, k) is None:
-            setattr(a, k, spec.get(k, defaults.get(k)))
-    if a.input and a.dataset:
-        p.error("--input and --dataset exclude each other")
-    if a.max_slices is not None and a.max_slices < 1:
-        p.error("--max-slices must be >= 1")
-    return a
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{a.spec}: a spec is a mapping of job keys and config sections")
+        spec = _resolve_paths(spec, a.spec.parent)
+    job = {k: spec.pop(k) for k in JOB_KEYS if k in spec}
+    cfg = DsperseConfig.from_dict(PIPELINE_DEFAULTS)
+    try:
+        cfg = DsperseConfig.from_dict(spec, base=cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{a.spec}: {exc}; a spec's own keys: {', '.join(JOB_KEYS)}") from None
+    return settings(a, base=cfg), job
+
+
+def _resolve_paths(spec: dict, root: Path) -> dict:
+    out = dict(spec)
+    for key in SPEC_PATHS:
+        section, _, name = key.rpartition(".")
+        holder = out.get(section) if section else out
+        if isinstance(holder, dict) and isinstance(holder.get(name), str):
+            holder = dict(holder)
+            holder[name] = str((root / Path(holder[name]).expanduser()).resolve())
+            if section:
+                out[section] = holder
+            else:
+                out = holder
+    return out
 
 
 def default_job_id() -> str:
     return os.environ.get("RAY_JOB_SUBMISSION_ID") or f"dsperse-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def prover_fields(a: argparse.Namespace) -> dict:
-    """The prover config fields the flags / spec set (the rest come from $DSPERSE_* and the defaults)."""
-    return {k: v for k, v in (("device", a.device), ("actors", a.actors)) if v is not None}
-
-
 def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
     """The pipeline; returns the summary (raises on any failure)."""
     import dsperse
     from dsperse.proving.run import load_inputs
-    from dsperse.slicing.model import coerce_input
 
+    cfg = a.config
     workdir.mkdir(parents=True, exist_ok=True)
     t: dict[str, float] = {}
 
@@ -95,7 +128,9 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
         from dsperse.tools import zoo
 
         model = zoo.export("mlp", workdir / "mlp.onnx")
-    plan = dsperse.slice(model, workdir / "slices", max_slices=a.max_slices, strategy=a.strategy)
+    sl = cfg.slicing
+    plan = dsperse.slice(model, workdir / "slices", max_slices=sl.max_slices, strategy=sl.strategy, max_logrows=sl.max_logrows,
+                         max_memory=sl.max_memory, estimate=sl.estimate)
     if a.dataset:
         return run_dataset(a, job_id, workdir, plan, model, t, time.perf_counter() - t0)
     if a.input:
@@ -104,19 +139,13 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
         xs = [np.random.default_rng(a.seed).standard_normal(plan.input_shape).astype(np.float32)]
     t["slice_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    for x in xs:  # a wrong input fails here, before any slow work
-        coerce_input(plan.input_shape, x)
-    # calibrated on the plan's seeded data, as dsperse.prove does: keys (the model id) must not depend on the input
-    circuits = dsperse.compile(plan, cache=a.cache, srs=a.srs)
-    t["compile_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    kw = dict(circuits=circuits, job_id=job_id, cluster=a.cluster, config={"prover": prover_fields(a)})
+    t0 = time.perf_counter()  # dsperse.prove checks the input, compiles (keys cached by content) and proves
+    kw = dict(config=cfg, job_id=job_id, cluster=cfg.prover.cluster)
     if len(xs) == 1:
         runs = [dsperse.prove(plan, xs[0], workdir / "run", **kw)]
     else:  # a batch: run/<n>/, job ids <job id>/<n>
         runs = dsperse.prove_batch(plan, xs, workdir / "run", **kw)
+    circuits = runs[0].circuits
     t["prove_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -140,18 +169,16 @@ def run(a: argparse.Namespace, job_id: str, workdir: Path) -> dict:
 
 def run_dataset(a: argparse.Namespace, job_id: str, workdir: Path, plan, model: Path, t: dict, slice_s: float) -> dict:
     """--dataset: every row of a Parquet input through prove_dataset (which checks shapes first and verifies each row)."""
-    import dataclasses
-
     import dsperse
-    from dsperse.config import DsperseConfig
 
+    cfg = a.config
     t["slice_s"] = slice_s
     t0 = time.perf_counter()
-    circuits = dsperse.compile(plan, cache=a.cache, srs=a.srs)
+    circuits = dsperse.compile(plan, cache=cfg.paths.cache, srs=cfg.paths.srs, config=cfg.circuit)
     t["compile_s"] = time.perf_counter() - t0
     res = dsperse.prove_dataset(plan, Path(a.dataset).expanduser().resolve(), workdir / "proven.parquet", column=a.column,
-                                job_id=job_id, workdir=workdir / "run", cluster=a.cluster, circuits=circuits,
-                                options=dataclasses.replace(DsperseConfig.from_env().prover, **prover_fields(a)))  # fmt: skip
+                                job_id=job_id, workdir=workdir / "run", cluster=cfg.prover.cluster, circuits=circuits,
+                                options=cfg.prover)  # fmt: skip
     t["prove_dataset_s"] = res.seconds
     if res.verified != res.rows:
         raise RuntimeError(f"{res.rows - res.verified} of {res.rows} rows did not verify (column verify_error in {res.out})")
@@ -169,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("ezkl").setLevel(logging.ERROR)  # calibration prints fidelity tables as warnings
     job_id = a.job_id or default_job_id()
-    root = os.environ.get("DSPERSE_RUNS", str(Path.home() / "dsperse-runs"))
-    workdir = (Path(a.workdir) if a.workdir else Path(root) / job_id.replace("/", "_")).expanduser().resolve()
+    workdir = (Path(a.workdir) if a.workdir else a.config.paths.runs / job_id.replace("/", "_")).expanduser().resolve()
     try:
         summary = run(a, job_id, workdir)
         code = 0
