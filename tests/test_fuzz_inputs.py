@@ -182,24 +182,41 @@ def test_mutated_run_json_fails_verification_cleanly(work, mlp_run, data):
 _VALUES = ["0", "1", "-1", "2", "0.5", "1.5", "-0.1", "nan", "inf", "1e999", "abc", "", "0x", "0x" + "1" * 40,
            "0x" + "ab" * 32, "zz" * 32, "1,2", "a,b", "1,-3", "1x4", "http://127.0.0.1:1", "notaurl", "/nonexistent/x",
            "README.md", "--", "-", "ümlaut"]  # fmt: skip
-_COMMANDS = {
-    ("slice",): (["/nonexistent/m.onnx", "README.md", "BAD"], ["--max-slices", "--strategy", "--cuts", "--input-shape",
-                 "--max-logrows", "--estimate", "--describe", "--max-memory"]),
-    ("compile",): (["/nonexistent/plan", "BAD"], ["--scale", "--logrows", "--input-visibility", "--srs"]),
-    ("prove",): (["/nonexistent/plan", "BAD"], ["--input", "--job-id", "--device", "--aggregate", "--aggregator-memory",
-                 "--scale"]),
-    ("verify",): (["/nonexistent/run", "BAD", "EMPTY"], ["--job-id", "--input", "--model-id", "--rpc", "--registry",
-                  "--atol", "--rtol", "--reference", "--srs"]),
-    ("aggregate-plan",): (["0", "1", "3", "-2", "BAD", "PLAN", "x"], ["--memory"]),
-    ("ledger",): ([], ["--last", "--event", "--format", "--summary", "--model", "--job"]),
-    ("market", "economics"): ([], ["--R", "--S", "--C", "--r", "--q", "--p", "--proof-cost", "--json"]),
-    ("market", "stake"): (["1ether", "-1", "abc"], ["--rpc", "--market", "--private-key", "--json"]),
-    ("market", "draw"): (["0x" + "ab" * 32, "0x12"], ["--rpc", "--market", "--private-key"]),
-    ("market", "show"): (["0x" + "ab" * 32], ["--rpc", "--market", "--operator"]),
-    ("receipt",): (["job-1", ""], ["--rpc", "--private-key", "--registry", "--prover"]),
-    ("submit",): (["/nonexistent/run", "BAD"], ["--rpc", "--job-id", "--private-key"]),
-    ("cluster", "validate"): (["/nonexistent.yaml", "README.md"], []),
+_POSITIONALS = {
+    ("slice",): ["/nonexistent/m.onnx", "README.md", "BAD"],
+    ("compile",): ["/nonexistent/plan", "BAD"],
+    ("prove",): ["/nonexistent/plan", "BAD"],
+    ("verify",): ["/nonexistent/run", "BAD", "EMPTY"],
+    ("aggregate-plan",): ["0", "1", "3", "-2", "BAD", "PLAN", "x"],
+    ("ledger",): [],
+    ("market", "economics"): [],
+    ("market", "stake"): ["1ether", "-1", "abc"],
+    ("market", "draw"): ["0x" + "ab" * 32, "0x12"],
+    ("market", "show"): ["0x" + "ab" * 32],
+    ("receipt",): ["job-1", ""],
+    ("submit",): ["/nonexistent/run", "BAD"],
+    ("cluster", "validate"): ["/nonexistent.yaml", "README.md"],
 }
+"""Cheap commands: each fails fast on these positionals (no plan+input pair that would prove, no reachable node)."""
+_EXPENSIVE_FLAGS = ("--cluster", "--out", "-o", "--workdir", "-w", "--actors", "--deployments", "--dir", "--ledger", "--cache")
+"""Flags left out: they start Ray, or write files outside the test's temp dir."""
+
+
+def _flags(cmd: tuple[str, ...]) -> list[str]:
+    """The real option strings of a subcommand, read from the parser (so renamed flags are fuzzed too)."""
+    import argparse
+
+    from dsperse.cli import build_parser
+
+    parser = build_parser()
+    for name in cmd:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return sorted(o for a in parser._actions for o in a.option_strings
+                  if o.startswith("--") and o not in _EXPENSIVE_FLAGS and o not in ("--help", "--version"))  # fmt: skip
+
+
+_COMMANDS = {cmd: (pos, _flags(cmd)) for cmd, pos in _POSITIONALS.items()}
 
 
 @pytest.fixture(scope="module")
