@@ -98,7 +98,7 @@ def test_demo_installs_a_missing_toolchain_before_proving(monkeypatch, tmp_path,
     assert "demo: EVM toolchain incomplete, missing: anvil; installing it now into" in capsys.readouterr().out
 
     calls.clear()
-    assert cli.main(["demo", "-w", str(tmp_path), "--no-install"]) == 2  # refuses early, before any proving
+    assert cli.main(["demo", "-w", str(tmp_path), "--no-install"]) == 1  # refuses early (the environment lacks a tool: exit 1, as toolchain status)
     assert calls == [] and "dsperse toolchain install" in capsys.readouterr().err
 
 
