@@ -11,6 +11,8 @@ retried task (the actor was killed and restarted) simply proves again: idempoten
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import socket
@@ -39,28 +41,55 @@ class SliceProver:
         from dsperse.proving import tasks as proving  # noqa: F401  (imports ezkl once per process)
 
         self.device = device
-        root = node_cache_root(node_cache)
-        self.files = {int(i): self._materialize(f, (blobs or {}).get(int(i)), root) for i, f in slices.items()}
-        for f in self.files.values():
-            for p in (f["compiled"], f["pk"], f["srs"]):
-                _read_through(Path(p))  # page cache: the first prove does not wait on disk
+        self.root = node_cache_root(node_cache)
+        self.shipped: list[dict] = []  # what this process wrote into the node cache (the rest was already there)
+        self.files: dict[int, dict[str, str]] = {}
+        for i, f in slices.items():
+            self._take(int(i), f, (blobs or {}).get(int(i)))
         self.warm_seconds = time.perf_counter() - t0
         self.proved = 0
 
-    @staticmethod
-    def _materialize(files: dict[str, str], blobs: dict | None, root: Path) -> dict[str, str]:
-        """Use the driver's paths, or write the shipped bytes once into the node cache."""
+    def _take(self, slice_index: int, files: dict[str, str], blobs: dict | None) -> dict[str, str]:
+        """Make one slice's files local (shipped ones into the node cache) and read them into the page cache."""
+        f = self.files[slice_index] = self._materialize(files, blobs)
+        for p in (f["compiled"], f["pk"], f["srs"]):
+            _read_through(Path(p))  # page cache: the first prove does not wait on disk
+        return f
+
+    def _materialize(self, files: dict[str, str], blobs: dict | None) -> dict[str, str]:
+        """Use the driver's paths, or the node cache's copy of each shipped file, fetched once per node.
+
+        The cache is content-addressed (``<sha256>/<name>``) and shared by every actor on the node: a per-file
+        lock makes a second actor wait for the first one's copy instead of fetching the same bytes again. Each
+        fetch is appended to ``<cache>/shipped.jsonl`` (the node's shipping record) and to ``self.shipped``.
+        """
         if not blobs:
             return files
-        from dsperse.util import storage
-
         out = dict(files)
         for what, (name, ref) in blobs.items():
-            dest = root / name
-            if not dest.exists():
-                storage.write_bytes(dest, ray.get(ref))
-            out[what] = str(dest)
+            out[what] = str(self._fetch(self.root / name, ref))
         return out
+
+    def _fetch(self, dest: Path, ref) -> Path:
+        from dsperse.util import storage
+
+        if dest.exists():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+            if dest.exists():  # another actor on this node fetched it while we waited
+                return dest
+            t0 = time.perf_counter()
+            data = ray.get(ref)
+            storage.write_bytes(dest, data)
+            rec = {"name": str(dest.relative_to(self.root)), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 3),
+                   "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "at": time.time()}
+            with open(self.root / "shipped.jsonl", "a") as log:
+                fcntl.flock(log, fcntl.LOCK_EX)
+                log.write(json.dumps(rec) + "\n")
+        self.shipped.append(rec)
+        return dest
 
     def info(self) -> dict:
         """Who and where this prover is: for placement checks, fault injection and the dashboard."""
@@ -69,14 +98,22 @@ class SliceProver:
             "pid": os.getpid(), "host": socket.gethostname(), "node_id": ctx.get_node_id(),
             "resources": ctx.get_assigned_resources(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "device": self.device, "slices": sorted(self.files), "files": self.files,
-            "warm_seconds": self.warm_seconds, "proved": self.proved,
+            "warm_seconds": self.warm_seconds, "proved": self.proved, "node_cache": str(self.root), "shipped": self.shipped,
         }
 
-    def prove(self, slice_index: int, witness: bytes, proof_type: str) -> dict:
-        """Prove one slice for one input; returns the proof bytes and how long EZKL took."""
+    def prove(self, slice_index: int, witness: bytes, proof_type: str, source: tuple | None = None) -> dict:
+        """Prove one slice for one input; returns the proof bytes and how long EZKL took.
+
+        ``source`` is the slice's ``(files, blobs)`` as the pool holds them: a slice this process was not built
+        with (moved here from an actor on a lost node, or this actor was restarted) is made local first.
+        """
         from dsperse.proving.tasks import ProveTask, prove_slice
 
-        f = self.files[slice_index]
+        f = self.files.get(slice_index)
+        if f is None:
+            if source is None:
+                raise KeyError(f"slice {slice_index} is not on this SliceProver and no source was given")
+            f = self._take(slice_index, *source)
         work = Path(tempfile.mkdtemp(prefix=f"dsperse-prove-s{slice_index}-"))  # private: a retry never sees a half-written file
         try:
             (work / "witness.json").write_bytes(witness)
