@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -24,6 +25,12 @@ from dsperse.proving.tasks import ProveTask
 from dsperse.util import storage
 
 log = logging.getLogger(__name__)
+
+NODE_CHECK_S = 2.0
+"""While waiting for proofs, how often the pool looks for actors whose node left the cluster."""
+LOST_NODE_GRACE_S = 180.0
+"""How long a call that failed with RayActorError waits for its actor's node to be declared dead (then the call
+moves to a live actor); after that it fails in collect as before. Ray's own health checks take ~30 s by default."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,11 @@ class ProverPool:
         self._refs: list = []  # keep shipped blobs alive as long as actors may restart and need them
         blobs = self._ship(circuits) if ship else {}
         self.owner = {c.slice_index: k % m for k, c in enumerate(sorted(circuits, key=lambda c: c.slice_index))}
+        # what any actor needs to prove slice i: the driver's paths and, when shipping, the blobs' refs
+        self.sources = {i: (_files(c), blobs.get(i)) for i, c in self.circuits.items()}
+        self.lost: set[int] = set()  # actors dropped because their node left the cluster (see recover)
+        self._checked = time.monotonic()
+        self._sent: dict = {}  # ObjectRef -> index of the actor it went to, until collected
         self.actors = []
         for j in range(m):
             mine = {i: _files(self.circuits[i]) for i, a in self.owner.items() if a == j}
@@ -111,10 +123,21 @@ class ProverPool:
                 f"free now {ray.available_resources()}. Lower RayOptions.actors, or add nodes."
             ) from None
 
+    def _live(self) -> list[int]:
+        return [j for j in range(len(self.actors)) if j not in self.lost]
+
+    def _ask(self, key: str) -> dict[int, object]:
+        live = self._live()
+        infos = dict(zip(live, ray.get([self.actors[j].info.remote() for j in live])))
+        return {i: infos[j][key] for i, j in self.owner.items()}
+
     def pids(self) -> dict[int, int]:
         """Slice index -> pid of the process proving it now (asks the actors: restarts change it)."""
-        infos = ray.get([a.info.remote() for a in self.actors])
-        return {i: infos[j]["pid"] for i, j in self.owner.items()}
+        return self._ask("pid")
+
+    def placement(self) -> dict[int, str]:
+        """Slice index -> Ray node id of the actor proving it now (asks the actors: restarts and recover change it)."""
+        return self._ask("node_id")
 
     def actor_for(self, slice_index: int):
         return self.actors[self.owner[slice_index]]
@@ -122,10 +145,76 @@ class ProverPool:
     def submit(self, task: ProveTask):
         """Start proving ``task`` on its slice's actor; returns an ObjectRef of the result."""
         witness = Path(task.witness).read_bytes()
-        return self.actor_for(task.slice_index).prove.remote(task.slice_index, witness, task.proof_type)
+        i = task.slice_index
+        j = self.owner[i]
+        ref = self.actors[j].prove.remote(i, witness, task.proof_type, self.sources[i])
+        self._sent[ref] = j
+        return ref
+
+    def wait(self, pending: dict, block: bool = True) -> list:
+        """The refs of ``pending`` that are done: at least one if ``block``, else whatever is done now.
+
+        ``pending`` maps each ObjectRef from :meth:`submit` to a tuple whose last item is its ProveTask. While
+        waiting, every few seconds :meth:`recover` moves work off actors whose node left the cluster (it
+        updates ``pending`` in place), so a lost node never leaves a batch waiting forever.
+        """
+        while True:
+            if time.monotonic() - self._checked >= NODE_CHECK_S:
+                self.recover(pending)
+            if not pending:
+                return []
+            ready, _ = ray.wait(list(pending), num_returns=1 if block else len(pending),
+                                timeout=NODE_CHECK_S if block else 0)  # fmt: skip
+            died = [r for r in ready if _actor_died(r)]
+            if died:
+                # Ray spends an actor's task retries within seconds when its node vanishes, before the cluster
+                # declares the node dead (health checks: ~30 s by default). Wait for that verdict, then move.
+                deadline = time.monotonic() + LOST_NODE_GRACE_S
+                while any(r in pending for r in died) and time.monotonic() < deadline:
+                    if not self.recover(pending):
+                        time.sleep(1.0)
+                ready = [r for r in ready if r in pending]  # what is left fails in collect, naming the slice
+            if ready or not block:
+                return ready
+
+    def recover(self, pending: dict) -> list[int]:
+        """Drop the actors whose node left the cluster; their slices go to live actors, their queued proofs too.
+
+        Ray would restart such an actor, but only where its resources are free; on a fixed cluster that may be
+        never (the survivors hold theirs). So the slices move to the live actors with the fewest slices, which
+        fetch the files on first use (``sources``), and every call in ``pending`` (ObjectRef -> tuple ending in
+        the ProveTask) that went to a dropped actor and has no result is submitted again (a proof that came back
+        before the node went is kept). Returns the moved slice indices.
+        """
+        self._checked = time.monotonic()
+        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        gone = [j for j in self._live() if self.infos[j]["node_id"] not in alive]
+        if gone:
+            survivors = [j for j in self._live() if j not in gone]
+            if not survivors:
+                raise ProofError(f"the nodes of all {len(self.actors)} SliceProver actors left the cluster")
+            for j in gone:
+                self.lost.add(j)
+                ray.kill(self.actors[j], no_restart=True)
+            moved = sorted(i for i, j in self.owner.items() if j in gone)
+            load = {j: sum(1 for a in self.owner.values() if a == j) for j in survivors}
+            for i in moved:
+                self.owner[i] = k = min(survivors, key=lambda j: (load[j], j))
+                load[k] += 1
+            log.warning("node(s) %s left the cluster: slices %s moved to actors %s",
+                        sorted({self.infos[j]["node_id"][:12] for j in gone}), moved, sorted({self.owner[i] for i in moved}))
+        else:
+            moved = []
+        for ref, entry in list(pending.items()):
+            if self._sent.get(ref) in self.lost and (not ray.wait([ref], timeout=0)[0] or _actor_died(ref)):
+                del pending[ref]
+                self._sent.pop(ref, None)
+                pending[self.submit(entry[-1])] = entry
+        return moved
 
     def collect(self, ref, task: ProveTask) -> SliceProof:
         """Wait for ``ref`` and write its proof to ``task.out`` atomically (on the driver's disk)."""
+        self._sent.pop(ref, None)
         try:
             res = ray.get(ref)
         except RayTaskError as exc:
@@ -143,28 +232,39 @@ class ProverPool:
         return SliceProof(task.slice_index, out, storage.sha256_file(out), res["seconds"], res["prover"])
 
     def prove(self, tasks: Sequence[ProveTask], on_done: Callable[[SliceProof], None]) -> list[SliceProof]:
-        """ProverBackend: prove independent tasks in parallel, reporting each as it lands."""
-        pending = {self.submit(t): t for t in tasks}
+        """Prove independent tasks in parallel, reporting each as it lands (a convenience; ``RayBackend`` is the backend)."""
+        pending = {self.submit(t): (t,) for t in tasks}
         done = []
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                p = self.collect(ref, pending.pop(ref))
+            for ref in self.wait(pending):
+                p = self.collect(ref, pending.pop(ref)[0])
                 on_done(p)
                 done.append(p)
         return done
 
     def close(self) -> None:
-        for a in self.actors:
-            ray.kill(a, no_restart=True)
+        for j in self._live():
+            ray.kill(self.actors[j], no_restart=True)
         self.actors = []
         self._refs = []
+        self._sent = {}
 
     def __enter__(self) -> "ProverPool":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _actor_died(ref) -> bool:
+    """True when the finished ``ref`` holds a RayActorError (its actor died under it)."""
+    try:
+        ray.get(ref, timeout=0)
+    except RayActorError:
+        return True
+    except Exception:  # any other failure is collect()'s to report
+        return False
+    return False
 
 
 def _files(c: Circuit) -> dict[str, str]:
