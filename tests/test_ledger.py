@@ -247,7 +247,7 @@ def test_prove_verify_submit_land_in_the_ledger(mlp_plan, mlp_circuits, mlp_inpu
 
     led = tmp_path / "ledger"
     run = dsperse.prove(mlp_plan, mlp_input, tmp_path / "run", circuits=mlp_circuits, job_id="ledger-1", progress=False,
-                        ledger=led)  # fmt: skip
+                        config={"paths": {"ledger": led}})  # fmt: skip
     assert dsperse.verify(run, ledger=led)
     with pytest.raises(VerificationError):
         dsperse.verify(run, expected_model_id="00" * 32, ledger=led)  # fails before any EZKL work
@@ -255,7 +255,8 @@ def test_prove_verify_submit_land_in_the_ledger(mlp_plan, mlp_circuits, mlp_inpu
                        registry="0x" + "cc" * 20, chain_id=31337, receipt_id="0x" + "dd" * 32)  # fmt: skip
     assert L.record_submission(res, run=run.workdir, ledger=led) is not None
     # resuming the finished run proves nothing, so it adds no prove rows
-    dsperse.prove(mlp_plan, mlp_input, tmp_path / "run", circuits=mlp_circuits, job_id="ledger-1", progress=False, ledger=led)
+    dsperse.prove(mlp_plan, mlp_input, tmp_path / "run", circuits=mlp_circuits, job_id="ledger-1", progress=False,
+                  config={"paths": {"ledger": led}})  # fmt: skip
 
     table = ds.dataset(led, format="parquet").to_table().sort_by("timestamp")  # plain pyarrow, no dsperse
     prove = table.filter(pa.compute.equal(table["event"], "prove")).sort_by("slice_index").to_pylist()

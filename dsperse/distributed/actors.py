@@ -26,8 +26,16 @@ _CHUNK = 1 << 22
 
 
 def node_cache_root(override: str | None = None) -> Path:
-    """Node-local directory for shipped circuit files (content-addressed, shared by actors on the node)."""
-    return Path(override or os.environ.get("DSPERSE_NODE_CACHE") or Path(tempfile.gettempdir()) / "dsperse-node-cache")
+    """Node-local directory for shipped circuit files (content-addressed, shared by actors on the node).
+
+    The driver's ``ProverConfig.node_cache`` when it set one, else this node's own config (``$DSPERSE_NODE_CACHE`` in
+    the raylet's environment, read through :meth:`DsperseConfig.from_env`), else ``<tmp>/dsperse-node-cache``.
+    """
+    if override:
+        return Path(override)
+    from dsperse.config import DsperseConfig
+
+    return DsperseConfig.from_env().prover.node_cache or Path(tempfile.gettempdir()) / "dsperse-node-cache"
 
 
 class SliceProver:

@@ -69,6 +69,7 @@ class RayBackend:
 
     def cancel(self) -> None:
         for ref in self._pending:
+            self.pool._sent.pop(ref, None)  # the pool's record of where it went: nothing will collect it now
             try:
                 ray.cancel(ref)
             except Exception:  # already finished or its actor is gone: nothing left to stop

@@ -1,4 +1,4 @@
-"""ProverPool: the SliceProver actors of one model, and the ProverBackend on top of them.
+"""ProverPool: the SliceProver actors of one model (``RayBackend`` makes them a ProverBackend).
 
 One actor per slice by default (``actors=None``); with fewer actors, actor j serves
 slices j, j+m, j+2m, ... Each call to ``submit`` goes to the slice's actor; Ray runs
@@ -8,18 +8,17 @@ slice 1 of input k is on the next actor.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from dsperse.artifacts import Circuit, SliceProof
 from dsperse.distributed.actors import RemoteSliceProver
-from dsperse.distributed.cluster import ActorResources, Device, plan_resources, single_node
+from dsperse.config import DsperseConfig, ProverConfig
+from dsperse.distributed.cluster import ActorResources, plan_resources, single_node
 from dsperse.errors import DsperseError, ProofError, ProverPlacementError
 from dsperse.proving.tasks import ProveTask
 from dsperse.util import storage
@@ -33,47 +32,24 @@ LOST_NODE_GRACE_S = 180.0
 moves to a live actor); after that it fails in collect as before. Ray's own health checks take ~30 s by default."""
 
 
-@dataclass(frozen=True)
-class RayOptions:
-    """How proving is laid out on the cluster."""
-
-    device: Device = "auto"
-    """auto: GPU when the cluster has one, else CPU. gpu on a GPU-less cluster fails at once."""
-    actors: int | None = None
-    """Number of SliceProver actors; None: one per slice."""
-    artifacts: Literal["auto", "shared", "ship"] = "auto"
-    """shared: actors read circuit files at the driver's paths (one node, or a shared filesystem).
-    ship: send them once through the object store into each node's cache. auto: shared on one node."""
-    max_restarts: int = 3
-    max_task_retries: int = 3
-    ready_timeout_s: float = 600.0
-    """How long to wait for all actors to start before failing with the resources asked and available."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Extra custom resources per actor, e.g. {"prover": 1} on the clusters/ configs."""
-    node_cache: str | None = None
-    """Where shipped files land on each node; default $DSPERSE_NODE_CACHE or <tmp>/dsperse-node-cache."""
-
-    @classmethod
-    def from_env(cls, **overrides) -> "RayOptions":
-        """Defaults, with $DSPERSE_DEVICE / $DSPERSE_RAY_ACTORS applied (the SDK's dsperse.prove passes no options)."""
-        kw: dict = {}
-        if os.environ.get("DSPERSE_DEVICE"):
-            kw["device"] = os.environ["DSPERSE_DEVICE"]
-        if os.environ.get("DSPERSE_RAY_ACTORS"):
-            kw["actors"] = int(os.environ["DSPERSE_RAY_ACTORS"])
-        kw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**kw)
+RayOptions = ProverConfig
+"""The old name of :class:`dsperse.config.ProverConfig` (how proving is laid out on the cluster); kept for user code."""
 
 
 class ProverPool:
-    """SliceProver actors for ``circuits``, started and warmed on construction (needs ray.init)."""
+    """SliceProver actors for ``circuits``, started and warmed on construction (needs ray.init).
 
-    def __init__(self, circuits: Sequence[Circuit], options: RayOptions = RayOptions()):
+    ``options``: the config's ``prover`` section (default: ``DsperseConfig.from_env().prover``); its ``cluster``
+    is not used here (the caller connects).
+    """
+
+    def __init__(self, circuits: Sequence[Circuit], options: ProverConfig | None = None):
+        options = options if options is not None else DsperseConfig.from_env().prover
         self.circuits = {c.slice_index: c for c in circuits}
         self.options = options
         n = len(self.circuits)
         m = max(1, min(options.actors or n, n))
-        self.request: ActorResources = plan_resources(ray.cluster_resources(), m, options.device, options.resources)
+        self.request: ActorResources = plan_resources(ray.cluster_resources(), m, options.device, dict(options.resources))
         ship = options.artifacts == "ship" or (options.artifacts == "auto" and not single_node())
         self._refs: list = []  # keep shipped blobs alive as long as actors may restart and need them
         blobs = self._ship(circuits) if ship else {}
@@ -90,7 +66,8 @@ class ProverPool:
                 RemoteSliceProver.options(
                     max_restarts=options.max_restarts, max_task_retries=options.max_task_retries,
                     **self.request.as_options(),
-                ).remote(mine, {i: blobs[i] for i in mine} if ship else None, self.request.device, options.node_cache)
+                ).remote(mine, {i: blobs[i] for i in mine} if ship else None, self.request.device,
+                         str(options.node_cache) if options.node_cache else None)
             )
         self.infos = self._wait_ready()
         log.info("%d SliceProver actors ready (%s, %s)", m, self.request, "shipped" if ship else "shared paths")
@@ -120,7 +97,7 @@ class ProverPool:
             raise ProverPlacementError(
                 f"{len(self.actors)} SliceProver actors were not all placed within {self.options.ready_timeout_s:g}s: "
                 f"each asks {self.request.as_options()}; cluster total {ray.cluster_resources()}, "
-                f"free now {ray.available_resources()}. Lower RayOptions.actors, or add nodes."
+                f"free now {ray.available_resources()}. Lower the prover config's actors (--actors), or add nodes."
             ) from None
 
     def _live(self) -> list[int]:
