@@ -169,8 +169,8 @@ class JobStore:
     def workdir(self, job_id: str) -> Path:
         return self.root / job_id
 
-    def create(self, job_id: str, x: np.ndarray, output: Sequence[float], model: str, slices: int) -> tuple[dict, bool]:
-        """Record a new queued job; returns (job, created). The same id with the same input is the same job
+    def create(self, job_id: str, x: np.ndarray, output: np.ndarray, model: str, slices: int) -> tuple[dict, bool]:
+        """Record a new queued job (``output``: the reference answer, kept in the model's output shape); returns (job, created). The same id with the same input is the same job
         (a retried request); with another input it is a JobConflictError."""
         flat = [float(v) for v in np.asarray(x, np.float32).flatten()]
         with self._lock:
@@ -182,7 +182,7 @@ class JobStore:
             now = time.time()
             job = {
                 "job_id": job_id, "model": model, "input": flat, "input_shape": list(np.shape(x)),
-                "output": [float(v) for v in output], "status": "queued", "error": None,
+                "output": np.asarray(output, np.float64).tolist(), "status": "queued", "error": None,
                 "slices": {str(i): {"status": "queued"} for i in range(slices)},
                 "created": now, "updated": now, "attempts": 0, "receipt": None, "chain": None,
                 "run_dir": str(self.workdir(job_id)),

@@ -259,8 +259,7 @@ class DsperseService:
             if req.model is not None and req.model not in (self.spec.name, self.model_id):
                 raise RequestError(f"unknown model {req.model!r}; this service serves {self.spec.name!r}", 404)
             output = self.reference(req.x)
-            job, created = self.store.create(req.job_id or new_job_id(), req.x, output.flatten().tolist(),
-                                             self.spec.name, len(self.plan.slices))  # fmt: skip
+            job, created = self.store.create(req.job_id or new_job_id(), req.x, output, self.spec.name, len(self.plan.slices))
             if created:
                 self.engine.submit(job["job_id"])
             elif job["status"] == "failed":  # the same request again: retry the failed job
