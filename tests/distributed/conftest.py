@@ -181,3 +181,108 @@ def ray_head():
     finally:
         head.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# -- a multi-node cluster on this machine (ray.cluster_utils.Cluster) ----------------------------------------------
+MULTINODE_IP = "127.0.0.2"
+"""Loopback, but not 127.0.0.1: ray.init rewrites an address on 127.0.0.1 to the machine's outward IP, which the
+nodes do not listen on. Every node and every driver uses this address."""
+GiB = 1 << 30
+FAST_NODE_DEATH = {"health_check_period_ms": 1000, "health_check_timeout_ms": 1000, "health_check_failure_threshold": 3}
+"""A killed raylet is declared dead in ~3 s instead of Ray's default ~30 s (the pool waits for that verdict)."""
+
+
+@dataclass
+class MultiNode:
+    """Several raylets on this machine: a head with {"aggregator": 1} and prover nodes with {"prover": 2}.
+
+    Each prover node has its own node cache (``$DSPERSE_NODE_CACHE`` set in that raylet's environment, which its
+    workers inherit), so what was shipped to which node can be read from disk.
+    """
+
+    cluster: object
+    temp_dir: Path
+    head: object
+    provers: list = field(default_factory=list)
+    caches: dict = field(default_factory=dict)  # node id -> that node's DSPERSE_NODE_CACHE
+
+    @property
+    def address(self) -> str:
+        return self.cluster.address
+
+    @property
+    def head_id(self) -> str:
+        return self.head.node_id
+
+    @property
+    def prover_ids(self) -> list[str]:
+        return [n.node_id for n in self.provers]
+
+    def add_prover(self, cpus: int = 2) -> object:
+        cache = Path(tempfile.mkdtemp(prefix="cache-", dir=self.temp_dir))
+        node = self.cluster.add_node(
+            num_cpus=cpus, resources={"prover": cpus}, memory=32 * GiB, object_store_memory=700 << 20,
+            node_ip_address=MULTINODE_IP, temp_dir=str(self.temp_dir), env_vars={"DSPERSE_NODE_CACHE": str(cache)},
+        )  # fmt: skip
+        self.provers.append(node)
+        self.caches[node.node_id] = cache
+        return node
+
+    def remove(self, node) -> None:
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.provers.remove(node)
+
+    def shipped(self, node_id: str) -> list[dict]:
+        """The node's shipping record: one line per file fetched into its cache."""
+        import json
+
+        log = self.caches[node_id] / "shipped.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def driver_env(self) -> dict:
+        """Environment for a subprocess driver of this cluster (token auth as in this process)."""
+        env = dict(os.environ, RAY_AUTH_MODE="token", PYTHONPATH=str(REPO))
+        env.pop("RAY_ADDRESS", None)
+        return env
+
+
+def _token_auth() -> None:
+    """Token auth as ray.init() sets it up for a new local cluster: the mode in this process, a token on disk."""
+    from ray._private.authentication import authentication_token_setup as auth
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        auth._enable_token_auth()
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").exists()):  # fmt: skip
+        auth.generate_and_save_token()
+
+
+@pytest.fixture(scope="module")
+def multinode():
+    """A 3-node cluster for one module: head (1 CPU, aggregator) + 2 prover nodes (2 CPUs, prover: 2 each).
+
+    The `memory` resources are logical: the prover nodes advertise MORE than the aggregator node, so a step that
+    lands on the aggregator was placed there by the resource, not by memory. This process is the driver (on the
+    head). Only this cluster's processes are stopped at the end (Cluster.shutdown), never `ray stop`.
+    """
+    from ray.cluster_utils import Cluster
+
+    _token_auth()
+    if ray.is_initialized():
+        ray.shutdown()
+    temp_dir = Path(tempfile.mkdtemp(prefix="dsr-mn-", dir="/tmp"))  # own temp dir: its address file stays in it
+    cluster = Cluster(initialize_head=True, shutdown_at_exit=True, head_node_args=dict(
+        num_cpus=1, resources={"aggregator": 1}, memory=24 * GiB, object_store_memory=1 * GiB,
+        include_dashboard=False, node_ip_address=MULTINODE_IP, temp_dir=str(temp_dir),
+        _system_config=FAST_NODE_DEATH))  # fmt: skip
+    mn = MultiNode(cluster=cluster, temp_dir=temp_dir, head=cluster.head_node)
+    try:
+        for _ in range(2):
+            mn.add_prover()
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, _node_ip_address=MULTINODE_IP)
+        yield mn
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
