@@ -55,7 +55,7 @@ def app(
     name: str | None = None,
     workers: int = 2,
     actors: int | None = None,
-    device: str = "auto",
+    device: str | None = None,
     srs: Path | str | None = None,
     cache: Path | str | None = None,
     rpc: str | None = None,
@@ -72,7 +72,8 @@ def app(
     starts at once. ``jobs`` (default ``<plan>/../jobs``) holds one run directory per job; unfinished jobs
     found there are proven when the application starts. ``rpc`` (or ``local_chain=True``: an anvil on
     127.0.0.1 that lives as long as this process) puts each receipt on that chain. ``workers`` jobs are in
-    flight at once; ``actors`` SliceProver actors prove them (None: one per slice).
+    flight at once; ``actors`` SliceProver actors prove them (None: one per slice) on ``device`` (None:
+    ``$DSPERSE_DEVICE``, else auto).
     """
     if missing := missing_dependencies():
         raise DsperseError(f"dsperse serve needs Ray Serve ({', '.join(missing)} not found): pip install 'dsperse-ray[serve]'")

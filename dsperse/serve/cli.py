@@ -101,8 +101,8 @@ def add_subcommands(subparsers) -> None:
     q.add_argument("--workers", type=int, default=2, metavar="N", help="jobs proven at once (default 2); each "
                    "proves its slices in parallel on the actors")
     q.add_argument("--actors", type=int, metavar="N", help="SliceProver actors (default: one per slice)")
-    q.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto", help="the actors' device (auto: GPU "
-                   "when the Ray cluster has one)")
+    q.add_argument("--device", choices=["auto", "cpu", "gpu"], help="the actors' device (default: $DSPERSE_DEVICE, "
+                   "else auto: GPU when the Ray cluster has one)")
     chain = q.add_mutually_exclusive_group()
     chain.add_argument("--rpc", metavar="URL", help="submit every proven receipt to the EVM node at URL (as `dsperse submit`)")
     chain.add_argument("--local-chain", action="store_true", help="start anvil on 127.0.0.1 for the service's "

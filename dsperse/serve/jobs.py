@@ -117,6 +117,8 @@ def parse_infer(body: bytes, input_shape: Sequence[int], max_bytes: int = MAX_BO
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(f"body is not JSON ({exc})") from None
+    except RecursionError:
+        raise RequestError("body is nested too deeply to be a model input") from None
     if not isinstance(data, dict):
         raise RequestError('body must be a JSON object like {"input": [[...]], "job_id": "optional"}')
     unknown = sorted(set(data) - {"input", "job_id", "model"})
@@ -127,11 +129,16 @@ def parse_infer(body: bytes, input_shape: Sequence[int], max_bytes: int = MAX_BO
     raw = data["input"]
     if not isinstance(raw, list):
         raise BadInputError(f"input must be a (nested) list of numbers, not {type(raw).__name__}")
-    _check_numbers(raw)
+    try:
+        _check_numbers(raw)
+    except RecursionError:
+        raise BadInputError("input is nested too deeply to be a tensor of the model's input shape") from None
     try:
         arr = np.asarray(raw, dtype=np.float64)
     except ValueError:  # ragged nesting
-        raise BadInputError(f"input is ragged: not a tensor of the model's input shape {tuple(input_shape)}") from None
+        raise BadInputError(
+            f"input is ragged (or nested too deeply): not a tensor of the model's input shape {tuple(input_shape)}"
+        ) from None
     if np.any(np.abs(arr) > np.finfo(np.float32).max):
         raise BadInputError("input has values beyond float32's range")
     try:

@@ -49,7 +49,8 @@ class ServeSpec:
     """Jobs in flight at once (each proves its slices in parallel on the pool's actors)."""
     actors: int | None = None
     """SliceProver actors; None: one per slice."""
-    device: str = "auto"
+    device: str | None = None
+    """auto, cpu or gpu for the actors; None: $DSPERSE_DEVICE, else auto (GPU when the cluster has one)."""
     rpc: str | None = None
     """EVM JSON-RPC endpoint: each proven receipt is submitted there (``dsperse submit``'s path)."""
     private_key: str | None = None
@@ -84,11 +85,14 @@ class Engine:
     """Background proving of the jobs in a JobStore on one warm ProverPool; needs a Ray connection."""
 
     def __init__(self, plan: SlicePlan, spec: ServeSpec, store: JobStore):
-        from ..distributed import ProverPool, RayOptions
+        from ..config import DsperseConfig
+        from ..distributed import ProverPool
 
         self.plan, self.spec, self.store = plan, spec, store
         self.circuits = list(spec.circuits)
-        self.pool = ProverPool(self.circuits, RayOptions(device=spec.device, actors=spec.actors))
+        prover = DsperseConfig.from_env().prover  # $DSPERSE_DEVICE / $DSPERSE_RAY_ACTORS, then the service's own choices
+        chosen = {k: v for k, v in (("device", spec.device), ("actors", spec.actors)) if v is not None}
+        self.pool = ProverPool(self.circuits, dataclasses.replace(prover, **chosen))
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._closing = threading.Event()
         self._chain = None

@@ -165,3 +165,26 @@ def test_restart_resumes_an_unfinished_job(server):
         assert (server.jobs / "job-restart" / f"proof_{i}.json").stat().st_mtime_ns == t
     TOL.check(np.array(job["receipt"]["output"]), ort(server.plan, x))
     assert dsperse.verify(job["run_dir"], job_id="job-restart", expected_input=x)
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_import_dsperse_and_dsperse_serve_do_not_import_ray_serve():
+    p = _python("import sys, dsperse, dsperse.serve, dsperse.serve.jobs; "
+                "print(sorted(m for m in ('ray.serve', 'fastapi', 'starlette', 'uvicorn') if m in sys.modules))")
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr
+
+
+def test_serve_command_without_ray_serve_exists_and_says_why():
+    p = _python("import sys; sys.modules['fastapi'] = None; from dsperse.cli import main; sys.exit(main(['serve', 'x.slices']))")
+    assert p.returncode == 2, p.stderr
+    assert "`dsperse serve` is unavailable" in p.stderr and "fastapi" in p.stderr and "dsperse-ray[serve]" in p.stderr
+
+
+def test_serve_help_teaches():
+    p = subprocess.run([str(DSPERSE), "serve", "--help"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0
+    for text in ("POST /v1/infer", "examples:", "curl -s -XPOST", "--local-chain", "--rpc URL", "--jobs DIR", "127.0.0.1"):
+        assert text in p.stdout, text
