@@ -6,6 +6,8 @@ on disk so a stage can run in another process or on another node.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -26,29 +28,53 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a loaded value has its field's annotated type (a hand-edited or damaged record must not load)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_conforms(v, a) for v, a in zip(value, args))
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _check_types(obj: Any, where: str) -> None:
+    """Raise TypeError naming the first field of a loaded record (and its nested records) whose type is wrong."""
+    for name, hint in typing.get_type_hints(type(obj)).items():
+        if name not in {f.name for f in dataclasses.fields(obj)}:
+            continue
+        value = getattr(obj, name)
+        if not _conforms(value, hint):
+            raise TypeError(f"field {where}.{name} has the wrong type ({type(value).__name__})")
+        for i, item in enumerate(value if isinstance(value, (list, tuple)) else (value,)):
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                _check_types(item, f"{where}.{name}[{i}]" if item is not value else f"{where}.{name}")
+
+
 def _check_plan(plan: "SlicePlan") -> None:
-    """Raise TypeError naming the first field of a loaded plan.json whose type is wrong (a hand-edited or damaged file)."""
-
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise TypeError(f"field {what} has the wrong type or length")
-
-    def names(xs) -> bool:
-        return isinstance(xs, tuple) and all(isinstance(x, str) for x in xs)
-
-    def shape(xs) -> bool:
-        return isinstance(xs, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in xs)
-
-    for f in ("model_sha256", "input_name", "output_name", "strategy"):
-        need(isinstance(getattr(plan, f), str), f)
-    need(shape(plan.input_shape) and shape(plan.output_shape), "input_shape/output_shape")
-    need(plan.max_logrows is None or (isinstance(plan.max_logrows, int) and not isinstance(plan.max_logrows, bool)),
-         "max_logrows")  # fmt: skip
-    for i, s in enumerate(plan.slices):
-        need(isinstance(s.index, int) and not isinstance(s.index, bool), f"slices[{i}].index")
-        need(names(s.inputs) and names(s.outputs) and names(s.op_types), f"slices[{i}].inputs/outputs/op_types")
-        need(len(s.inputs) == len(s.input_shapes) and len(s.outputs) == len(s.output_shapes), f"slices[{i}] shapes")
-        need(isinstance(s.tile, str) and isinstance(s.circuit_group, str), f"slices[{i}].tile/circuit_group")
+    """Raise TypeError naming the first field of a loaded plan.json whose type or length is wrong."""
+    _check_types(plan, "plan")
+    for s in plan.slices:
+        if len(s.inputs) != len(s.input_shapes) or len(s.outputs) != len(s.output_shapes):
+            raise TypeError(f"field plan.slices[{s.index}] has {len(s.inputs)} inputs and {len(s.input_shapes)} shapes")
 
 
 def _to_dict(obj: Any) -> Any:
@@ -444,7 +470,7 @@ class Run:
         try:
             data = storage.read_json(path)
             plan_root = data["plan_root"]
-            return cls(
+            run = cls(
                 workdir=workdir,
                 plan=SlicePlan.load(plan_root),
                 circuits=[circuit_from_json(c) for c in data["circuits"]],
@@ -453,6 +479,8 @@ class Run:
                 receipt=_from_dict(Receipt, data["receipt"]),
                 aggregate=RunAggregate.from_json(data["aggregate"]) if data.get("aggregate") else None,
             )
+            _check_types(run, "run")
+            return run
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
             if isinstance(exc, DsperseError):
                 raise
