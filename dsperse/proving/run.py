@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypedDict
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from dsperse.proving.runs import (  # noqa: F401 - re-exported: their home befor
 )
 from dsperse.slicing.model import coerce_input
 from dsperse.tools import ledger as ledger_mod
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +99,25 @@ def resolve_config(config: "DsperseConfig | CircuitConfig | Mapping | None" = No
     raise DsperseError(f"config= takes a DsperseConfig, a CircuitConfig or a mapping of sections, not {type(config).__name__}")
 
 
-def prove(
-    plan: SlicePlan | Path | str,
-    input,  # noqa: A002 - the SDK's word
-    workdir: Path | str | None = None,
-    *,
-    config: "DsperseConfig | CircuitConfig | Mapping | None" = None,
-    cluster: str | None = None,
-    aggregate: bool | None = None,
-    job_id: str | None = None,
-    circuits: Sequence[Circuit] | None = None,
-    backend: ProverBackend | None = None,
-    progress: bool = True,
-    on_slice_proven: Callable[[SliceProof], None] | None = None,
-) -> Run:
+class ProveOptions(TypedDict, total=False):
+    """The keyword options of :func:`prove` and :func:`prove_batch` (one list for both; documented in prove())."""
+
+    config: DsperseConfig | CircuitConfig | Mapping | None
+    cluster: str | None
+    aggregate: bool | None
+    job_id: str | None
+    circuits: Sequence[Circuit] | None
+    backend: ProverBackend | None
+    progress: bool
+    on_slice_proven: Callable[[SliceProof], None] | None
+
+
+def prove(plan: SlicePlan | Path | str, input, workdir: Path | str | None = None, **options: Unpack[ProveOptions]) -> Run:  # noqa: A002
     """Prove ONE input through every slice of ``plan``: witnesses, slice proofs, receipt, in ``workdir``.
 
     ``input``: an array, a list of numbers, an EZKL-style JSON file or a .npy file holding one input (several
     inputs are a batch: :func:`prove_batch`). ``workdir``: the run directory (default ``<plan>/../runs/latest``);
-    rerunning on it resumes from its ``manifest.json``.
+    rerunning on it resumes from its ``manifest.json``. The keyword ``options`` (:class:`ProveOptions`):
 
     ``config``: a :class:`~dsperse.config.DsperseConfig` (or a mapping of its sections, or a bare CircuitConfig
     for its ``circuit`` section; default :meth:`DsperseConfig.from_env`). Each stage takes its own section:
@@ -129,7 +132,7 @@ def prove(
     ``job_id``: bound into the receipt. ``circuits``: compiled circuits to use (default: ``compile_plan``, cached).
     ``backend``: a :class:`~dsperse.proving.backends.ProverBackend` to prove on (e.g. a warm
     :class:`dsperse.distributed.RayBackend`), left open; exclusive with ``cluster``.
-    ``progress``: a progress bar per run. ``on_slice_proven``: called with each SliceProof as it lands.
+    ``progress``: a progress bar per run (default True). ``on_slice_proven``: called with each SliceProof as it lands.
     """
     xs = load_inputs(input)
     if len(xs) != 1:
@@ -137,39 +140,30 @@ def prove(
             f"prove() proves one input and got {len(xs)}; for a batch call dsperse.prove_batch(plan, inputs, workdir) "
             "(runs in workdir/<n>/, job ids '<job_id>/<n>')"
         )
-    return _prove(plan, xs, workdir, batch=False, config=config, cluster=cluster, aggregate=aggregate, job_id=job_id,
-                  circuits=circuits, backend=backend, progress=progress, on_slice_proven=on_slice_proven)[0]  # fmt: skip
+    return _prove(plan, xs, workdir, False, options)[0]
 
 
-def prove_batch(
-    plan: SlicePlan | Path | str,
-    inputs,
-    workdir: Path | str | None = None,
-    *,
-    config: "DsperseConfig | CircuitConfig | Mapping | None" = None,
-    cluster: str | None = None,
-    aggregate: bool | None = None,
-    job_id: str | None = None,
-    circuits: Sequence[Circuit] | None = None,
-    backend: ProverBackend | None = None,
-    progress: bool = True,
-    on_slice_proven: Callable[[SliceProof], None] | None = None,
-) -> list[Run]:
+def prove_batch(plan: SlicePlan | Path | str, inputs, workdir: Path | str | None = None,
+                **options: Unpack[ProveOptions]) -> list[Run]:  # fmt: skip
     """Prove every input of ``inputs`` (a list of arrays, or a JSON / .npy file of rows); one Run per input.
 
     Input ``n`` lands in ``workdir/<n>/`` with job id ``f"{job_id}/{n}"``. On Ray (``cluster=`` or a RayBackend)
-    the inputs are pipelined through the slice actors; in-process they run one after another. The other
-    parameters are :func:`prove`'s.
+    the inputs are pipelined through the slice actors; in-process they run one after another. ``workdir`` and
+    the keyword ``options`` are :func:`prove`'s.
     """
     if isinstance(inputs, (list, tuple)) and not inputs:
         raise DsperseError("prove_batch needs at least one input")
-    xs = load_inputs(inputs)
-    return _prove(plan, xs, workdir, batch=True, config=config, cluster=cluster, aggregate=aggregate, job_id=job_id,
-                  circuits=circuits, backend=backend, progress=progress, on_slice_proven=on_slice_proven)  # fmt: skip
+    return _prove(plan, load_inputs(inputs), workdir, True, options)
 
 
-def _prove(plan, xs: list[np.ndarray], workdir, *, batch: bool, config, cluster, aggregate, job_id, circuits,
-           backend: ProverBackend | None, progress: bool, on_slice_proven) -> list[Run]:
+def _prove(plan, xs: list[np.ndarray], workdir, batch: bool, options: ProveOptions) -> list[Run]:
+    unknown = sorted(set(options) - ProveOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"{'prove_batch' if batch else 'prove'}() got unknown keyword option(s) {unknown}; "
+                        f"it takes {sorted(ProveOptions.__optional_keys__)}")  # fmt: skip
+    config, cluster, aggregate, job_id = (options.get(k) for k in ("config", "cluster", "aggregate", "job_id"))
+    circuits, backend, on_slice_proven = options.get("circuits"), options.get("backend"), options.get("on_slice_proven")
+    progress = options.get("progress", True)
     cfg = resolve_config(config)
     if cluster is not None:
         cfg = dataclasses.replace(cfg, prover=dataclasses.replace(cfg.prover, cluster=cluster))

@@ -41,12 +41,25 @@ def test_prove_batch_needs_an_input(mlp_plan, tmp_path):
 
 
 def test_signatures_stay_small():
+    from dsperse.proving.run import ProveOptions
+
+    doc = inspect.getdoc(dsperse.prove)
     for fn in (dsperse.prove, dsperse.prove_batch):
         params = inspect.signature(fn).parameters
-        assert len(params) <= 11, list(params)
-        doc = inspect.getdoc(dsperse.prove) + inspect.getdoc(fn)
+        assert list(params)[-1] == "options" and len(params) == 4, list(params)
         for name in params:  # every parameter is documented (prove_batch: its own, the rest in prove's)
-            assert f"``{name}``" in doc, name
+            assert f"``{name}``" in doc + inspect.getdoc(fn), name
+    assert len(ProveOptions.__optional_keys__) <= 8
+    for name in ProveOptions.__optional_keys__:  # one list of options for both, each documented in prove()
+        assert f"``{name}``" in doc, name
+
+
+def test_unknown_option_is_named(mlp_plan, tmp_path):
+    for call in (lambda: dsperse.prove(mlp_plan, [0.0] * 4, tmp_path, clutser="auto"),
+                 lambda: dsperse.prove_batch(mlp_plan, [[0.0] * 4], tmp_path, clutser="auto")):  # fmt: skip
+        with pytest.raises(TypeError, match=r"unknown keyword option\(s\) \['clutser'\].*'cluster'"):
+            call()
+    assert not any(tmp_path.iterdir())
 
 
 def test_config_forms(monkeypatch, tmp_path):
