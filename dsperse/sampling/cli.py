@@ -401,8 +401,22 @@ def add_subcommands(subparsers) -> None:
     )  # fmt: skip
     sub = mk.add_subparsers(dest="market_command", metavar="STEP", required=True)
 
-    d = sub.add_parser("deploy", help="deploy a market", formatter_class=fmt, description="Deploy PoSPMarket. "
-                       "Pick p with `dsperse market economics`: honesty pays when p > C / ((1 - r)(R + S)).")
+    def step(name, fn, help, *, model=False, job=False, outputs=False, market=True, **kw) -> argparse.ArgumentParser:  # noqa: A002
+        """One market step: MODEL_ID (``model``) or JOB_ID (``job``) first, the output flags (``outputs``), the chain
+        flags (--market unless ``market=False``) and --json."""
+        q = sub.add_parser(name, help=help, **kw)
+        if model:
+            q.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
+        if job:
+            _job(q)
+        if outputs:
+            _outputs(q)
+        _chain_flags(q, market=market)
+        q.set_defaults(fn=fn)
+        return q
+
+    d = step("deploy", cmd_deploy, "deploy a market", market=False, formatter_class=fmt, description="Deploy PoSPMarket. "
+             "Pick p with `dsperse market economics`: honesty pays when p > C / ((1 - r)(R + S)).")
     d.add_argument("--poi", type=address, metavar="ADDRESS", required=True, help="ProofOfInference registry: only its models take jobs")
     d.add_argument("--min-stake", type=parse_amount, default="1ether", help="stake an operator needs to get jobs (default 1ether)")
     d.add_argument("--slash", type=parse_amount, default="1ether", help="S, slashed per lie or missed deadline (default 1ether, <= min stake)")
@@ -416,134 +430,72 @@ def add_subcommands(subparsers) -> None:
     d.add_argument("--unstake-delay", type=non_negative_int, default=10, help="blocks between unstake and withdraw-stake (default 10)")
     d.add_argument("--quorum", type=non_negative_int, default=2, help="matching validator verdicts that decide an audit at its proof deadline; 0 disables (default 2)")
     d.add_argument("--validator", action="append", type=address, metavar="ADDRESS", help="admit a validator (repeatable); it must then stake")
-    _chain_flags(d, market=False)
-    d.set_defaults(fn=cmd_deploy)
 
-    r = sub.add_parser("register-model", help="registry registrant: give a model an always-proven suffix", description=
-                       "Models registered in ProofOfInference take jobs as they are. Their registry registrant may mark "
-                       "slices FROM..last as always proven (targeted verification): the part model must run exactly "
-                       "those slices' verifier code; every unsampled job then needs its receipt, with the committed output.")
-    r.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
+    r = step("register-model", cmd_register_model, "registry registrant: give a model an always-proven suffix", model=True,
+             description=
+             "Models registered in ProofOfInference take jobs as they are. Their registry registrant may mark "
+             "slices FROM..last as always proven (targeted verification): the part model must run exactly "
+             "those slices' verifier code; every unsampled job then needs its receipt, with the committed output.")
     r.add_argument("--slices", type=positive_int, required=True, help="number of slices of the model")
     r.add_argument("--always-proven-from", type=non_negative_int, metavar="I", help="slices I..last are proven for every job")
     r.add_argument("--part-model", metavar="ID", help="registry model id of the sub-model made of those slices")
-    _chain_flags(r)
-    r.set_defaults(fn=cmd_register_model)
 
-    s = sub.add_parser("stake", help="stake (or top up) as an operator")
-    s.add_argument("amount", type=parse_amount, help="e.g. 2ether")
-    _chain_flags(s)
-    s.set_defaults(fn=cmd_stake)
+    step("stake", cmd_stake, "stake (or top up) as an operator").add_argument("amount", type=parse_amount, help="e.g. 2ether")
 
-    o = sub.add_parser("offer", help="opt in to serve a model: price and capacity", description=
-                       "Requesters can only post a model's jobs to operators that offer it, at or above MIN_FEE, while "
-                       "fewer than CAPACITY of them are open. --capacity 0 stops new jobs.")
-    o.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
+    o = step("offer", cmd_offer, "opt in to serve a model: price and capacity", model=True, description=
+             "Requesters can only post a model's jobs to operators that offer it, at or above MIN_FEE, while "
+             "fewer than CAPACITY of them are open. --capacity 0 stops new jobs.")
     o.add_argument("--min-fee", type=parse_amount, required=True, help="lowest fee accepted per job, e.g. 0.01ether")
     o.add_argument("--capacity", type=non_negative_int, default=10, help="most open jobs of this model at once (default 10; 0 stops)")
-    _chain_flags(o)
-    o.set_defaults(fn=cmd_offer)
 
-    pj = sub.add_parser("post-job", help="post a job to an operator, paying its fee", description=
-                        "The requester picks the operator. The input itself goes to the operator off chain; "
-                        "the chain only holds its commitment.")
-    pj.add_argument("model_id", metavar="MODEL_ID", help="64 hex digits (dsperse model id) or a name (keccak-hashed)")
+    pj = step("post-job", cmd_post_job, "post a job to an operator, paying its fee", model=True, description=
+              "The requester picks the operator. The input itself goes to the operator off chain; "
+              "the chain only holds its commitment.")
     g = pj.add_mutually_exclusive_group(required=True)
     g.add_argument("--input-hash", metavar="HEX", help="input commitment (for receipts: keccak of slice 0's input felts)")
     g.add_argument("--input-file", type=Path, help="hash this file's bytes as the commitment")
     pj.add_argument("--operator", required=True, type=address, metavar="ADDRESS", help="the operator that serves the job (it must offer the model)")
     pj.add_argument("--fee", type=parse_amount, required=True, help="paid to the operator when the job settles")
     pj.add_argument("--secret", type=hex32, metavar="HEX", help="32-byte audit secret to commit to (default: a fresh random one, printed)")
-    _chain_flags(pj)
-    pj.set_defaults(fn=cmd_post_job)
 
-    rv = sub.add_parser("reveal", help="requester: reveal the audit secret (draws the audit)", description=
-                        "From audit-delay blocks after the commitment until the challenge window closes. The draw mixes "
-                        "the secret with the hash of the commitment's block: neither side alone can steer it.")
-    _job(rv)
-    rv.add_argument("--secret", required=True, type=hex32, metavar="HEX", help="as printed by post-job")
-    _chain_flags(rv)
-    rv.set_defaults(fn=cmd_reveal)
+    step("reveal", cmd_reveal, "requester: reveal the audit secret (draws the audit)", job=True, description=
+         "From audit-delay blocks after the commitment until the challenge window closes. The draw mixes "
+         "the secret with the hash of the commitment's block: neither side alone can steer it.",
+         ).add_argument("--secret", required=True, type=hex32, metavar="HEX", help="as printed by post-job")
+    step("reveal-output", cmd_reveal_output, "operator: publish the committed outputs (hash-checked); needed to be paid",
+         job=True).add_argument("--outputs", type=_ints, required=True, metavar="INTS",
+                                help="the quantized outputs committed to, e.g. 240,-578,517")
+    step("commit", cmd_commit, "operator: commit the job's output hash before the commit deadline", job=True, outputs=True)
+    step("decline", cmd_decline, "operator: refuse a job before committing (input never arrived); no slash", job=True)
+    step("draw", cmd_draw, "draw without the secret: p = 0 or 100%%, or after the reveal window (audits); anyone may", job=True)
+    step("challenge", cmd_challenge, "force an audit of an unsampled job by posting a bond", job=True,
+         description="Won: bond back plus the reporter share of the slash. Lost: the bond goes to the operator.",
+         ).add_argument("--bond", type=parse_amount, required=True, help="challenge bond, at least the market's minimum, e.g. 0.1ether")
+    step("prove", cmd_prove, "decide an audit with a ProofOfInference receipt", job=True, description=
+         "Any receipt for the job's model and input decides it (the model is deterministic), "
+         "so a receipt stored under another id may be named with --receipt-id.",
+         ).add_argument("--receipt-id", metavar="HEX", help="the registry's receipt id (dsperse submit prints it; default: JOB_ID)")
+    step("prove-part", cmd_prove_part, "targeted verification: show the always-proven part's receipt", job=True,
+         ).add_argument("--receipt-id", required=True, metavar="HEX", help="the registry's receipt id of the always-proven part")
+    step("verdict", cmd_verdict, "validator: submit the output hash of your re-execution", job=True, outputs=True)
 
-    ro = sub.add_parser("reveal-output", help="operator: publish the committed outputs (hash-checked); needed to be paid")
-    _job(ro)
-    ro.add_argument("--outputs", type=_ints, required=True, metavar="INTS", help="the quantized outputs committed to, e.g. 240,-578,517")
-    _chain_flags(ro)
-    ro.set_defaults(fn=cmd_reveal_output)
-
-    c = sub.add_parser("commit", help="operator: commit the job's output hash before the commit deadline")
-    _job(c)
-    _outputs(c)
-    _chain_flags(c)
-    c.set_defaults(fn=cmd_commit)
-
-    dc = sub.add_parser("decline", help="operator: refuse a job before committing (input never arrived); no slash")
-    _job(dc)
-    _chain_flags(dc)
-    dc.set_defaults(fn=cmd_decline)
-
-    dr = sub.add_parser("draw", help="draw without the secret: p = 0 or 100%%, or after the reveal window (audits); anyone may")
-    _job(dr)
-    _chain_flags(dr)
-    dr.set_defaults(fn=cmd_draw)
-
-    ch = sub.add_parser("challenge", help="force an audit of an unsampled job by posting a bond",
-                        description="Won: bond back plus the reporter share of the slash. Lost: the bond goes to the operator.")
-    _job(ch)
-    ch.add_argument("--bond", type=parse_amount, required=True, help="challenge bond, at least the market's minimum, e.g. 0.1ether")
-    _chain_flags(ch)
-    ch.set_defaults(fn=cmd_challenge)
-
-    pv = sub.add_parser("prove", help="decide an audit with a ProofOfInference receipt", description=
-                        "Any receipt for the job's model and input decides it (the model is deterministic), "
-                        "so a receipt stored under another id may be named with --receipt-id.")
-    _job(pv)
-    pv.add_argument("--receipt-id", metavar="HEX", help="the registry's receipt id (dsperse submit prints it; default: JOB_ID)")
-    _chain_flags(pv)
-    pv.set_defaults(fn=cmd_prove)
-
-    pp = sub.add_parser("prove-part", help="targeted verification: show the always-proven part's receipt")
-    _job(pp)
-    pp.add_argument("--receipt-id", required=True, metavar="HEX", help="the registry's receipt id of the always-proven part")
-    _chain_flags(pp)
-    pp.set_defaults(fn=cmd_prove_part)
-
-    v = sub.add_parser("verdict", help="validator: submit the output hash of your re-execution")
-    _job(v)
-    _outputs(v)
-    _chain_flags(v)
-    v.set_defaults(fn=cmd_verdict)
-
-    va = sub.add_parser("validator", help="validator stake, leave, withdraw; the owner's remove", description=
-                        "An admitted validator stakes S per verdict it may have open; a verdict a receipt contradicts "
-                        "is slashed. After leaving (or removal) the stake comes back once its verdicts' jobs closed.")
+    va = step("validator", cmd_validator, "validator stake, leave, withdraw; the owner's remove", description=
+              "An admitted validator stakes S per verdict it may have open; a verdict a receipt contradicts "
+              "is slashed. After leaving (or removal) the stake comes back once its verdicts' jobs closed.")
     va.add_argument("action", choices=["stake", "leave", "withdraw", "remove"], help="stake AMOUNT, leave, withdraw "
                     "(the stake, once its verdicts' jobs closed), or remove --address (the owner)")
     va.add_argument("amount", nargs="?", type=parse_amount, help="for stake, e.g. 2ether")
     va.add_argument("--address", type=address, metavar="ADDRESS", help="for remove: the validator the owner removes")
-    _chain_flags(va)
-    va.set_defaults(fn=cmd_validator)
 
-    st = sub.add_parser("settle", help="pay a finished job or slash a missed deadline; anyone may")
-    _job(st)
-    _chain_flags(st)
-    st.set_defaults(fn=cmd_settle)
+    step("settle", cmd_settle, "pay a finished job or slash a missed deadline; anyone may", job=True)
+    step("unstake", cmd_unstake, "operator: step 1 of leaving (refused while jobs or audits are open)")
+    step("withdraw-stake", cmd_withdraw_stake, "operator: step 2, after the unstake delay")
+    step("withdraw", cmd_withdraw, "pull the wei credited to you (fees, refunds, bonds, rewards)")
 
-    u = sub.add_parser("unstake", help="operator: step 1 of leaving (refused while jobs or audits are open)")
-    _chain_flags(u)
-    u.set_defaults(fn=cmd_unstake)
-    ws = sub.add_parser("withdraw-stake", help="operator: step 2, after the unstake delay")
-    _chain_flags(ws)
-    ws.set_defaults(fn=cmd_withdraw_stake)
-    w = sub.add_parser("withdraw", help="pull the wei credited to you (fees, refunds, bonds, rewards)")
-    _chain_flags(w)
-    w.set_defaults(fn=cmd_withdraw)
-
-    sh = sub.add_parser("show", help="a job, an operator, or the market's config and books")
+    sh = step("show", cmd_show, "a job, an operator, or the market's config and books")
     sh.add_argument("job_id", nargs="?", type=hex32, metavar="JOB_ID", help="show this job (0x + 64 hex)")
     sh.add_argument("--operator", type=address, metavar="ADDRESS", help="show this operator's stake, jobs and credit")
-    _chain_flags(sh)
-    sh.set_defaults(fn=cmd_show)
+
 
     def econ_flags(q):  # the model's letters (R, S, C, r, q) are named in each help; units are any one currency
         q.add_argument("--fee", type=non_negative, required=True, metavar="R", help="R: fee paid per honest job")
