@@ -138,7 +138,7 @@ def measure_reusable(chain, run, workdir: Path) -> dict:
     sources, vkas = [], []
     for c in run.circuits:
         sol, vka = workdir / f"reusable{c.slice_index}.sol", workdir / f"vka{c.slice_index}.bin"
-        subprocess.run([sys.executable, "-m", "dsperse.chain._gen_verifier", "--vk", str(c.vk), "--settings", str(c.settings),
+        subprocess.run([sys.executable, "-m", "dsperse.proofsystem._evm_verifier", "--vk", str(c.vk), "--settings", str(c.settings),
                         "--srs", str(c.srs), "--out", str(sol), "--reusable", "--vka", str(vka)], env=env, check=True)  # fmt: skip
         sources.append(sol.read_text())
         raw = vka.read_bytes()

@@ -163,10 +163,9 @@ def evm_verifier(keys: AggregationKeys, template_settings: Path | str, dest: Pat
     from dsperse.chain.toolchain import ensure_ezkl_solc
 
     ensure_ezkl_solc()
-    args = ["--vk", str(keys.vk), "--settings", str(settings), "--srs", str(keys.srs), "--logrows", str(keys.logrows),
-            "--out", str(dest)]  # fmt: skip
-    args += ["--system", proofsystem.get().name]
-    proofsystem.run_child("dsperse.aggregation._gen_verifier", args, AggregationError, "create_evm_verifier_aggr",
+    args = ["--vk", str(keys.vk), "--settings", str(settings), "--srs", str(keys.srs), "--out", str(dest),
+            "--aggregate", "--logrows", str(keys.logrows), "--system", proofsystem.get().name]  # fmt: skip
+    proofsystem.run_child("dsperse.proofsystem._evm_verifier", args, AggregationError, "create_evm_verifier_aggr",
                           EVM_GENERATE_TIMEOUT_S, dest)  # fmt: skip
     return dest
 

@@ -2,7 +2,7 @@
 
 ``ezkl.create_evm_verifier`` is a coroutine after which the interpreter may
 abort at exit (code 134), so it runs in a child process
-(``python -m dsperse.chain._gen_verifier``) that leaves with ``os._exit``. The
+(``python -m dsperse.proofsystem._evm_verifier``) that leaves with ``os._exit``. The
 ``.sol`` is cached under ``<cache>/evm/verifiers/<sha256(vk, settings)>/`` so
 each slice's verifier is generated once per key.
 """
@@ -52,7 +52,7 @@ def verifier_source(vk: Path, settings: Path, srs: Path, *, cache: Path | str | 
     ensure_ezkl_solc()
     out.parent.mkdir(parents=True, exist_ok=True)
     args = ["--vk", str(vk), "--settings", str(settings), "--srs", str(srs), "--out", str(out), "--system", proofsystem.get().name]
-    proofsystem.run_child("dsperse.chain._gen_verifier", args, ChainError, f"EZKL create_evm_verifier for {vk}",
+    proofsystem.run_child("dsperse.proofsystem._evm_verifier", args, ChainError, f"EZKL create_evm_verifier for {vk}",
                           GENERATE_TIMEOUT_S, out)
     return key, out
 
