@@ -195,13 +195,26 @@ class ModelSpec:
     model_id: str
     """The off-chain model id (sha256 over the verifying keys): the registration's label."""
     circuits: tuple[Circuit, ...]
+    """The slice circuits in verifier order (slice i's proof goes to verifier i)."""
     input_scale: int
     output_scale: int
+    """Fixed-point scales of the model's input and output: the registry turns public felts back into numbers."""
     num_inputs: int
     num_outputs: int
+    """How many public input felts open the first slice's instances and output felts close the last one's
+    (0 inputs: the input is committed, not public); the receipt's input/output hashes cover exactly these."""
     links: tuple[OnchainLink, ...] = ()
     """The link table the registry checks on every submit: one entry per edge, every column of its tensor.
     Slices are positions in ``circuits`` (= the verifier list)."""
+
+    @property
+    def io(self) -> tuple[int, int, int, int]:
+        """ProofOfInference.IO: (input scale, output scale, public inputs, public outputs)."""
+        return self.input_scale, self.output_scale, self.num_inputs, self.num_outputs
+
+    def registration(self, verifiers: Sequence[str]) -> tuple:
+        """The arguments of ProofOfInference.modelKey / registerModel / registerPart for these deployed verifiers."""
+        return job_id_bytes(self.model_id), list(verifiers), self.io, [list(ln) for ln in self.links]
 
 
 def _instance_shapes(c: Circuit) -> list[list[int]]:
@@ -273,9 +286,8 @@ def registry_model_id(spec: ModelSpec, codehashes: Sequence[bytes] | None = None
     with anything else has another id, and no chain is needed to compute it."""
     code = list(codehashes) if codehashes is not None else verifier_codehashes(spec)
     enc = abi_encode(
-        ["bytes32", "bytes32[]", "uint32", "uint32", "uint32", "uint32", "(uint32,uint32,uint32,uint32,uint32)[]"],
-        [bytes.fromhex(spec.model_id), code, spec.input_scale, spec.output_scale, spec.num_inputs, spec.num_outputs,
-         [tuple(ln) for ln in spec.links]],
+        ["bytes32", "bytes32[]", "(uint32,uint32,uint32,uint32)", "(uint32,uint32,uint32,uint32,uint32)[]"],
+        [bytes.fromhex(spec.model_id), code, spec.io, [tuple(ln) for ln in spec.links]],
     )  # fmt: skip
     return hex32(keccak(enc))
 
@@ -446,13 +458,12 @@ class ReceiptChain:
         if self.model(key) is not None:
             return key[2:]
         verifiers = [self.deploy_verifier(c) for c in spec.circuits]
-        args = (job_id_bytes(spec.model_id), verifiers, spec.input_scale, spec.output_scale, spec.num_inputs,
-                spec.num_outputs, [list(ln) for ln in spec.links])  # fmt: skip
+        args = spec.registration(verifiers)
         with self._rpc("computing the model's registry id"):
             onchain = hex32(bytes(reg.functions.modelKey(*args).call()))
         if onchain != key:
             raise ChainError(f"the registry computes model id {onchain}, this client {key}: verifier code differs")
-        fn = reg.functions.registerPart(*args[:4], *args[5:]) if part else reg.functions.registerModel(*args)
+        fn = (reg.functions.registerPart if part else reg.functions.registerModel)(*args)
         self.transact(fn, f"registering {'part' if part else 'model'} {spec.model_id[:12]}")
         return key[2:]
 

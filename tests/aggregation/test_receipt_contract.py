@@ -108,7 +108,7 @@ def mlp_free_linked_model(two_groups) -> str:
     """A linked (one-slice) model on the same registry, with the stand-in as its slice verifier."""
     chain, model, _ = two_groups
     verifier = chain.model(model)["verifiers"][0]
-    args = (b"\x42" * 32, [verifier], 0, 7, 4, 3, [])
+    args = (b"\x42" * 32, [verifier], (0, 7, 4, 3), [])  # label, verifiers, IO(scales, public counts), links
     reg = chain.registry()
     key = bytes(reg.functions.modelKey(*args).call())
     chain.transact(reg.functions.registerModel(*args))

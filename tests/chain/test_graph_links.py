@@ -161,8 +161,7 @@ def test_bad_link_tables_are_refused_and_a_squat_with_other_links_blocks_nobody(
         verifiers = [other.deploy_verifier(c) for c in spec.circuits]
 
         def register(model: bytes, links) -> None:
-            other.transact(reg.functions.registerModel(model, verifiers, spec.input_scale, spec.output_scale,
-                                                       spec.num_inputs, spec.num_outputs, [list(ln) for ln in links]))  # fmt: skip
+            other.transact(reg.functions.registerModel(model, verifiers, spec.io, [list(ln) for ln in links]))
 
         # the contract's own validation
         bad = {

@@ -51,8 +51,8 @@ def test_squat_of_a_model_label_with_other_fields_blocks_nobody(chain, other, ml
     spec = model_spec(mlp_run)
     verifiers = [chain.deploy_verifier(c) for c in spec.circuits]
     reg = other.registry()
-    squat = (job_id_bytes(spec.model_id), verifiers, spec.input_scale + 1, spec.output_scale, spec.num_inputs + 1,
-             spec.num_outputs, [list(ln) for ln in spec.links])  # fmt: skip
+    label, _, (in_scale, out_scale, n_in, n_out), links = spec.registration(verifiers)
+    squat = (label, verifiers, (in_scale + 1, out_scale, n_in + 1, n_out), links)
     squat_id = bytes(reg.functions.modelKey(*squat).call()).hex()
     other.transact(reg.functions.registerModel(*squat))
     assert other.model(squat_id)["label"] == spec.model_id  # the label is taken...
@@ -152,9 +152,11 @@ def test_squat_with_no_public_input_is_refused(chain, other, mlp_run):
     spec = model_spec(mlp_run)
     verifiers = [chain.deploy_verifier(c) for c in spec.circuits]
     reg = other.registry()
+    label, _, (in_scale, out_scale, n_in, n_out), links = spec.registration(verifiers)
     with pytest.raises(TransactionRevertedError, match="no public inputs: the model input must be public or hashed"):
-        other.transact(reg.functions.registerModel(job_id_bytes(spec.model_id), verifiers, spec.input_scale,
-                                                   spec.output_scale, 0, spec.num_outputs, [list(ln) for ln in spec.links]))  # fmt: skip
+        other.transact(reg.functions.registerModel(label, verifiers, (in_scale, out_scale, 0, n_out), links))
+    with pytest.raises(TransactionRevertedError, match="a part states no input"):  # nor a part that claims an input
+        other.transact(reg.functions.registerPart(label, verifiers, (in_scale, out_scale, n_in, n_out), links))
     last = mlp_run.circuits[-1]
     with pytest.raises(ChainError, match="register a suffix part with part=True"):
         chain.register_model([last])

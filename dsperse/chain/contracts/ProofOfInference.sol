@@ -40,6 +40,15 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
         uint32 length;
     }
 
+    /// A model's fixed-point scales and public I/O counts: how many public input elements open slice 0's
+    /// instances (0 for a suffix part) and output elements close the last slice's.
+    struct IO {
+        uint32 inputScale;
+        uint32 outputScale;
+        uint32 numInputs;
+        uint32 numOutputs;
+    }
+
     struct Model {
         bytes32 label;
         bool part; // a suffix (registerPart): its first input is committed, its receipts bind no input
@@ -71,10 +80,7 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
         bytes32 indexed label,
         address indexed registrant,
         address[] verifiers,
-        uint32 inputScale,
-        uint32 outputScale,
-        uint32 numInputs,
-        uint32 numOutputs,
+        IO io,
         Link[] links
     );
     event ReceiptProgress(bytes32 indexed receiptId, bytes32 indexed jobId, address indexed prover, uint256 next);
@@ -85,54 +91,42 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
     /// of its slice verifiers, scales, public I/O counts and link table). Ids are content addresses: nobody can
     /// take another model's id with other verifiers, scales or links, and the same content always gets the
     /// same id, whoever registers it.
-    function modelKey(
-        bytes32 label,
-        address[] calldata verifiers,
-        uint32 inputScale,
-        uint32 outputScale,
-        uint32 numInputs,
-        uint32 numOutputs,
-        Link[] calldata links
-    ) public view returns (bytes32) {
+    function modelKey(bytes32 label, address[] calldata verifiers, IO calldata io, Link[] calldata links)
+        public
+        view
+        returns (bytes32)
+    {
         bytes32[] memory code = new bytes32[](verifiers.length);
         for (uint256 i = 0; i < verifiers.length; i++) {
             code[i] = verifiers[i].codehash;
         }
-        return keccak256(abi.encode(label, code, inputScale, outputScale, numInputs, numOutputs, links));
+        return keccak256(abi.encode(label, code, io, links));
     }
 
     /// @notice Register a model under its content id (see modelKey): `label` is the off-chain model id
-    /// (sha256 over the slices' verifying keys), `verifiers` the slice verifiers in topological order, then
-    /// the fixed-point scales, how many public inputs (slice 0: the input's elements, or its Poseidon hash) and
-    /// outputs (last slice) it has, and its link table (one entry per edge). Every link must run from an earlier
+    /// (sha256 over the slices' verifying keys), `verifiers` the slice verifiers in topological order, `io`
+    /// the fixed-point scales and how many public inputs (slice 0: the input's elements, or its Poseidon hash)
+    /// and outputs (last slice) it has, and `links` its link table (one entry per edge). Every link must run from an earlier
     /// slice to a later one and cover whole columns, and every slice after the first must consume at least one
     /// link. A model must state its input (numInputs > 0): with a committed or private first input, a receipt
     /// would bind no input at all (every inputHash would be keccak of nothing). Returns the id.
-    function registerModel(
-        bytes32 label,
-        address[] calldata verifiers,
-        uint32 inputScale,
-        uint32 outputScale,
-        uint32 numInputs,
-        uint32 numOutputs,
-        Link[] calldata links
-    ) external returns (bytes32 modelId) {
-        require(numInputs > 0, "no public inputs: the model input must be public or hashed (a suffix: registerPart)");
-        return _registerLinked(label, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
+    function registerModel(bytes32 label, address[] calldata verifiers, IO calldata io, Link[] calldata links)
+        external
+        returns (bytes32 modelId)
+    {
+        require(io.numInputs > 0, "no public inputs: the model input must be public or hashed (a suffix: registerPart)");
+        return _registerLinked(label, verifiers, io, links);
     }
 
     /// @notice Register a suffix of a model (PoSP's always-proven part), which starts at a committed tensor the
     /// rest of the model made: its receipts state an output, not an input (numInputs must be 0), and
     /// isPart(modelId) says so, so nobody can pass one off as a whole-model receipt.
-    function registerPart(
-        bytes32 label,
-        address[] calldata verifiers,
-        uint32 inputScale,
-        uint32 outputScale,
-        uint32 numOutputs,
-        Link[] calldata links
-    ) external returns (bytes32 modelId) {
-        modelId = _registerLinked(label, verifiers, inputScale, outputScale, 0, numOutputs, links);
+    function registerPart(bytes32 label, address[] calldata verifiers, IO calldata io, Link[] calldata links)
+        external
+        returns (bytes32 modelId)
+    {
+        require(io.numInputs == 0, "a part states no input: numInputs must be 0 (a whole model: registerModel)");
+        modelId = _registerLinked(label, verifiers, io, links);
         models[modelId].part = true;
     }
 
@@ -141,18 +135,13 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
         return models[modelId].part;
     }
 
-    function _registerLinked(
-        bytes32 label,
-        address[] calldata verifiers,
-        uint32 inputScale,
-        uint32 outputScale,
-        uint32 numInputs,
-        uint32 numOutputs,
-        Link[] calldata links
-    ) internal returns (bytes32 modelId) {
+    function _registerLinked(bytes32 label, address[] calldata verifiers, IO calldata io, Link[] calldata links)
+        internal
+        returns (bytes32 modelId)
+    {
         require(verifiers.length > 0, "no slice verifiers");
-        modelId = modelKey(label, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
-        Model storage m = _record(modelId, label, verifiers, inputScale, outputScale, numInputs, numOutputs);
+        modelId = modelKey(label, verifiers, io, links);
+        Model storage m = _record(modelId, label, verifiers, io);
         uint256 n = verifiers.length;
         bool[] memory linked = new bool[](n);
         for (uint256 i = 0; i < links.length; i++) {
@@ -168,7 +157,7 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
         for (uint256 j = 1; j < n; j++) {
             if (!linked[j]) revert(string.concat("slice ", _itoa(j), " has no incoming link"));
         }
-        emit ModelRegistered(modelId, label, msg.sender, verifiers, inputScale, outputScale, numInputs, numOutputs, links);
+        emit ModelRegistered(modelId, label, msg.sender, verifiers, io, links);
     }
 
     /// @notice The registry id of an aggregated model: a hash of its label, the code of its aggregate verifier,
@@ -192,37 +181,31 @@ contract ProofOfInference is AggregatedReceipt, IProofOfInference {
         modelId = aggregatedKey(label, verifier, inputScale, outputScale, lay);
         address[] memory verifiers = new address[](1);
         verifiers[0] = verifier;
-        Model storage m = _record(modelId, label, verifiers, inputScale, outputScale, lay.numInputs, lay.numOutputs);
+        IO memory io = IO(inputScale, outputScale, lay.numInputs, lay.numOutputs);
+        Model storage m = _record(modelId, label, verifiers, io);
         m.aggregated = true;
         layouts[modelId] = lay;
-        emit ModelRegistered(
-            modelId, label, msg.sender, verifiers, inputScale, outputScale, lay.numInputs, lay.numOutputs, new Link[](0)
-        );
+        emit ModelRegistered(modelId, label, msg.sender, verifiers, io, new Link[](0));
     }
 
     /// Write a new model's common fields; refuses a zero label, a verifier without code, no outputs, a taken id.
-    function _record(
-        bytes32 modelId,
-        bytes32 label,
-        address[] memory verifiers,
-        uint32 inputScale,
-        uint32 outputScale,
-        uint32 numInputs,
-        uint32 numOutputs
-    ) internal returns (Model storage m) {
+    function _record(bytes32 modelId, bytes32 label, address[] memory verifiers, IO memory io)
+        internal
+        returns (Model storage m)
+    {
         require(label != bytes32(0), "model label is zero");
         for (uint256 i = 0; i < verifiers.length; i++) {
             require(verifiers[i].code.length > 0, "verifier has no code");
         }
-        require(numOutputs > 0, "no public outputs");
+        require(io.numOutputs > 0, "no public outputs");
         m = models[modelId];
         require(m.verifiers.length == 0, "model already registered");
         m.label = label;
         m.verifiers = verifiers;
-        m.inputScale = inputScale;
-        m.outputScale = outputScale;
-        m.numInputs = numInputs;
-        m.numOutputs = numOutputs;
+        m.inputScale = io.inputScale;
+        m.outputScale = io.outputScale;
+        m.numInputs = io.numInputs;
+        m.numOutputs = io.numOutputs;
         m.registrant = msg.sender;
     }
 
