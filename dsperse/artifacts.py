@@ -127,27 +127,6 @@ class Slice:
     """Content hash of the slice file (graph plans): slices with the same non-empty group are one circuit (same
     shape, same weights), set up once with one key."""
 
-    @property
-    def input_name(self) -> str:
-        return self._single(self.inputs, "inputs")
-
-    @property
-    def input_shape(self) -> Shape:
-        return self.input_shapes[self.inputs.index(self.input_name)]
-
-    @property
-    def output_name(self) -> str:
-        return self._single(self.outputs, "outputs")
-
-    @property
-    def output_shape(self) -> Shape:
-        return self.output_shapes[self.outputs.index(self.output_name)]
-
-    def _single(self, names: tuple[str, ...], what: str) -> str:
-        if len(names) != 1:
-            raise ValueError(f"slice {self.index} has {len(names)} {what} ({list(names)}); it is a graph node, not a chain link")
-        return names[0]
-
     @classmethod
     def from_json(cls, d: dict) -> "Slice":
         shapes = lambda xs: tuple(tuple(int(v) for v in x) for x in xs)  # noqa: E731
@@ -346,13 +325,17 @@ class AggregateProof:
 
     path: Path
     sha256: str
+    """Of the proof file as written (run.json records it: a copy can be checked against it)."""
     key_id: str
     logrows: int
+    """The aggregation keys' cache id and circuit size (2^logrows rows)."""
     transcript: str
     """"evm" for the root (checked on chain), "poseidon" for an aggregate that is aggregated again."""
     n_proofs: int
     n_instances: int
+    """Proofs folded, and public values of the aggregate (16 accumulator limbs + every inner instance)."""
     seconds: float
+    """Time the aggregation step took."""
 
 
 @dataclass(frozen=True)

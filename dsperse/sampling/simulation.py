@@ -70,7 +70,9 @@ class SimConfig:
     """What to simulate. ``mix`` maps strategy -> share of operators (shares are normalised)."""
 
     economics: Economics
+    """Fee, slash, cheat gain and collusion share: what each job pays or costs."""
     p: float
+    """Audit probability of each job."""
     n_operators: int = 1000
     jobs_per_operator: int = 200
     mix: dict = field(default_factory=lambda: {"honest": 0.7, "cheat": 0.1, "mixed": 0.1, "collude": 0.1})
@@ -79,6 +81,7 @@ class SimConfig:
     proof_cpu_seconds: float = 12.0
     """Prover CPU-seconds to prove one job (slices x seconds per slice): used for the overhead figures."""
     chunk_size: int = 250
+    """Operators per Ray task: enough numpy work per task to outweigh its overhead."""
     seed: int = 0
     grind_tries: int = 1
     """Candidate seed blocks a cheating operator builds per cheated job, keeping the best-looking one."""

@@ -25,8 +25,9 @@ def test_chained_slices_reproduce_whole_model(zoo_model, tmp_path, name, strateg
         m = onnx.load(str(s.path))
         onnx.checker.check_model(m)
         inits = {i.name for i in m.graph.initializer}
-        assert [i.name for i in m.graph.input if i.name not in inits] == [s.input_name]
-        assert [o.name for o in m.graph.output] == [s.output_name]
+        assert [i.name for i in m.graph.input if i.name not in inits] == list(s.inputs)
+        assert [o.name for o in m.graph.output] == list(s.outputs)
+        assert len(s.inputs) == len(s.outputs) == 1
     assert dsperse.SlicePlan.load(tmp_path).slices == plan.slices
 
 
