@@ -66,7 +66,7 @@ def bench_serve(plan, xs, work: Path, res: dict) -> tuple[float, list[float], li
         port = _free_port()
         t0 = time.perf_counter()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(dsperse.serve.app(plan, jobs=work / "jobs", ledger=False), name="bench", route_prefix="/")
+        serve.run(dsperse.serve.app(plan, config={"paths": {"ledger_enabled": False}}, jobs=work / "jobs"), name="bench", route_prefix="/")
         res["serve_start_s"] = time.perf_counter() - t0
         url = f"http://127.0.0.1:{port}"
 

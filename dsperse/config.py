@@ -137,9 +137,15 @@ class ServeConfig:
     """The verifiable-inference HTTP service (Ray Serve)."""
 
     host: str = "127.0.0.1"
-    """Address to bind; loopback by default."""
+    """Address to bind; loopback by default (there is no authentication: put a proxy with one in front)."""
     port: int = field(default=8000, metadata={"min": 1, "max": 65535})
     """HTTP port."""
+    workers: int = field(default=2, metadata={"min": 1})
+    """Jobs proven at once; each proves its slices in parallel on the actors."""
+    max_body: int = field(default=1 << 20, metadata={"min": 1, "metavar": "BYTES"})
+    """Largest request body accepted, in bytes; a larger one is a 413."""
+    verify: bool = True
+    """Verify every run (each proof, each link, job id, input) before calling its job proven."""
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,16 @@ are imported only when an application is built; this module and :mod:`dsperse.se
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Mapping
 
 from ..artifacts import SlicePlan
-from ..errors import DsperseError
+from ..errors import DsperseError, UsageError
+
+if TYPE_CHECKING:
+    from ..config import DsperseConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,64 +55,60 @@ def missing_dependencies() -> list[str]:
 def app(
     plan: SlicePlan | Path | str,
     *,
+    config: "DsperseConfig | Mapping | None" = None,
     jobs: Path | str | None = None,
     name: str | None = None,
-    workers: int = 2,
-    actors: int | None = None,
-    device: str | None = None,
-    srs: Path | str | None = None,
-    cache: Path | str | None = None,
-    rpc: str | None = None,
-    private_key: str | None = None,
     local_chain: bool = False,
-    deployments: Path | str | None = None,
-    max_body: int | None = None,
-    verify: bool = True,
-    ledger: Any = None,
 ):
     """A Ray Serve Application serving ``plan``: pass it to ``serve.run`` (or name it in ``serve run``).
 
-    Compiles the plan's circuits here (keys cached by content: a later start reuses them), so the replica
-    starts at once. ``jobs`` (default ``<plan>/../jobs``) holds one run directory per job; unfinished jobs
-    found there are proven when the application starts. ``rpc`` (or ``local_chain=True``: an anvil on
-    127.0.0.1 that lives as long as this process) puts each receipt on that chain. ``workers`` jobs are in
-    flight at once; ``actors`` SliceProver actors prove them (None: one per slice) on ``device`` (None:
-    ``$DSPERSE_DEVICE``, else auto).
+    ``config``: a :class:`~dsperse.config.DsperseConfig` or a mapping of its sections (default: from the
+    environment), resolved here and shipped to the replica: ``serve`` (workers: jobs in flight at once;
+    max_body; verify), ``prover`` (the SliceProver actors: device, actors, None = one per slice), ``chain``
+    (rpc: put each receipt on that chain; private_key, deployments), ``paths`` (srs, cache, ledger),
+    ``circuit``. The plan's circuits are compiled here (keys cached by content: a later start reuses them), so
+    the replica starts at once. ``jobs`` (default ``<plan>/../jobs``) holds one run directory per job;
+    unfinished jobs found there are proven when the application starts. ``local_chain=True``: an anvil on
+    127.0.0.1 that lives as long as this process takes the receipts (exclusive with ``chain.rpc``).
     """
     if missing := missing_dependencies():
         raise DsperseError(f"dsperse serve needs Ray Serve ({', '.join(missing)} not found): pip install 'dsperse-ray[serve]'")
-    from .. import compile as compile_plan
-    from .jobs import MAX_BODY_BYTES
+    from ..circuits.build import compile_plan
+    from ..proving.run import resolve_config
     from .service import DsperseService, ServeSpec
 
+    cfg = resolve_config(config)
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
-    circuits = compile_plan(plan, srs=srs, cache=cache)
+    circuits = compile_plan(plan, srs=cfg.paths.srs, cache=cfg.paths.cache, config=cfg.circuit)
     if local_chain:
-        if rpc is not None:
-            raise DsperseError("pass rpc= or local_chain=True, not both")
-        rpc, private_key = start_local_chain()
-    spec = ServeSpec(
-        plan=str(plan.root), circuits=tuple(circuits), jobs=str(Path(jobs or plan.root.parent / "jobs").expanduser().resolve()),
-        name=name or default_name(plan), workers=workers, actors=actors, device=device, rpc=rpc, private_key=private_key,
-        deployments=str(deployments) if deployments else None, max_body=max_body or MAX_BODY_BYTES, verify=verify,
-        ledger=ledger,
-    )  # fmt: skip
+        if cfg.chain.rpc is not None:
+            raise UsageError("give a chain RPC endpoint or local_chain=True (--local-chain), not both")
+        rpc, key = start_local_chain()
+        cfg = dataclasses.replace(cfg, chain=dataclasses.replace(cfg.chain, rpc=rpc, private_key=key))
+    jobs_dir = Path(jobs or plan.root.parent / "jobs").expanduser().resolve()
+    spec = ServeSpec(plan=str(plan.root), config=cfg, circuits=tuple(circuits), jobs=str(jobs_dir),
+                     name=name or default_name(plan))  # fmt: skip
     return DsperseService.bind(spec)
 
 
 def build(args: dict[str, str]):
-    """Application builder for ``serve run dsperse.serve:build plan=DIR [jobs=DIR name=ID workers=N rpc=URL ...]``."""
-    args = dict(args)
+    """Application builder for ``serve run dsperse.serve:build plan=DIR [jobs=DIR name=ID local_chain=1]``; every
+    other setting comes from the environment ($DSPERSE_*) or a section.field=value pair (``serve.workers=4``,
+    ``prover.device=cpu``, ``chain.rpc=http://...``)."""
+    args = {k.replace("-", "_"): v for k, v in dict(args).items()}
     if "plan" not in args:
         raise DsperseError("serve run dsperse.serve:build needs plan=<slice plan dir>")
-    ints = {"workers", "actors", "max_body"}
-    bools = {"local_chain", "verify"}
-    kw: dict[str, Any] = {}
-    for k, v in args.items():
-        k = k.replace("-", "_")
-        kw[k] = int(v) if k in ints else (str(v).lower() in ("1", "true", "yes")) if k in bools else v
-    return app(kw.pop("plan"), **kw)
+    sections: dict[str, dict[str, str]] = {}
+    for key in [k for k in args if "." in k]:
+        section, _, field = key.partition(".")
+        sections.setdefault(section, {})[field] = args.pop(key)
+    local = str(args.pop("local_chain", "")).lower() in ("1", "true", "yes")
+    unknown = set(args) - {"plan", "jobs", "name"}
+    if unknown:
+        raise UsageError(f"serve run dsperse.serve:build: unknown argument(s) {sorted(unknown)}; give plan=, jobs=, "
+                         "name=, local_chain= or section.field=value")  # fmt: skip
+    return app(args["plan"], config=sections, jobs=args.get("jobs"), name=args.get("name"), local_chain=local)
 
 
 def default_name(plan: SlicePlan) -> str:

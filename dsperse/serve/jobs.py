@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..config import ServeConfig
 from ..errors import DsperseError, InputShapeError
 from ..slicing.model import coerce_input
 from ..util import storage
@@ -30,7 +31,7 @@ STATES = ("queued", "proving", "submitting", "proven", "failed")
 UNFINISHED = ("queued", "proving", "submitting")
 SLICE_STATES = ("queued", "proving", "proven", "failed")
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MAX_BODY_BYTES = 1 << 20
+MAX_BODY_BYTES = ServeConfig().max_body
 """Default cap on a request body (1 MiB); larger requests get 413 before they are parsed."""
 
 

@@ -16,9 +16,8 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -26,9 +25,10 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from ..artifacts import Circuit, SlicePlan, SliceProof
+from ..config import DsperseConfig
 from ..errors import DsperseError
 from ..util import storage
-from .jobs import MAX_BODY_BYTES, BodyTooLargeError, JobStore, RequestError, new_job_id, parse_infer, status_of
+from .jobs import BodyTooLargeError, JobStore, RequestError, new_job_id, parse_infer, status_of
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +39,20 @@ class ServeSpec:
 
     plan: str
     """The slice plan's directory."""
+    config: DsperseConfig
+    """Settings, resolved where the app is built: ``serve`` (workers, max_body, verify), ``prover`` (the actors'
+    device and count), ``chain`` (rpc: submit each proven receipt there; private_key, deployments), ``paths``
+    (the ledger)."""
     circuits: tuple[Circuit, ...]
     """Compiled circuits and keys (compiled by the deploying process, so the replica starts at once)."""
     jobs: str
     """The jobs directory: ``<jobs>/<job_id>/`` is each job's run directory."""
     name: str
     """The model id clients see in ``GET /v1/models`` (and may pass as ``"model"``)."""
-    workers: int = 2
-    """Jobs in flight at once (each proves its slices in parallel on the pool's actors)."""
-    actors: int | None = None
-    """SliceProver actors; None: one per slice."""
-    device: str | None = None
-    """auto, cpu or gpu for the actors; None: $DSPERSE_DEVICE, else auto (GPU when the cluster has one)."""
-    rpc: str | None = None
-    """EVM JSON-RPC endpoint: each proven receipt is submitted there (``dsperse submit``'s path)."""
-    private_key: str | None = None
-    deployments: str | None = None
-    max_body: int = MAX_BODY_BYTES
-    verify: bool = True
-    """Verify every run (each proof, each link, job id, input) before calling it proven."""
-    ledger: Any = None
-    """Where prove/verify/submit rows go (None: the default ledger; False: off)."""
-    extra: dict = field(default_factory=dict)
+
+    @property
+    def rpc(self) -> str | None:
+        return self.config.chain.rpc
 
 
 class Reference:
@@ -85,20 +77,19 @@ class Engine:
     """Background proving of the jobs in a JobStore on one warm ProverPool; needs a Ray connection."""
 
     def __init__(self, plan: SlicePlan, spec: ServeSpec, store: JobStore):
-        from ..config import DsperseConfig
         from ..distributed import ProverPool
+        from ..tools import ledger as ledger_mod
 
         self.plan, self.spec, self.store = plan, spec, store
         self.circuits = list(spec.circuits)
-        prover = DsperseConfig.from_env().prover  # $DSPERSE_DEVICE / $DSPERSE_RAY_ACTORS, then the service's own choices
-        chosen = {k: v for k, v in (("device", spec.device), ("actors", spec.actors)) if v is not None}
-        self.pool = ProverPool(self.circuits, dataclasses.replace(prover, **chosen))
+        self.pool = ProverPool(self.circuits, spec.config.prover)
+        self.ledger = ledger_mod.resolve(spec.config.paths.ledger_dir or False) or False
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._closing = threading.Event()
         self._chain = None
         self._chain_lock = threading.Lock()
         self._threads = [threading.Thread(target=self._loop, name=f"dsperse-prover-{n}", daemon=True)
-                         for n in range(max(1, spec.workers))]  # fmt: skip
+                         for n in range(spec.config.serve.workers)]  # fmt: skip
         resumed = store.unfinished()
         for job_id in resumed:
             self._queue.put(job_id)
@@ -149,10 +140,11 @@ class Engine:
         try:
             run = prove_on_ray(self.plan, [x], workdir, circuits=self.circuits, job_id=job_id, cluster=None,
                                progress=False, on_slice_proven=landed, pool=self.pool)  # fmt: skip
-            ledger_mod.record(ledger_mod.prove_rows(run, made), self.spec.ledger)
-            if self.spec.verify:
-                verify(run, job_id=job_id, expected_input=x, ledger=self.spec.ledger)
-            receipt = {**dataclasses.asdict(run.receipt), "verified": self.spec.verify,
+            ledger_mod.record(ledger_mod.prove_rows(run, made), self.ledger)
+            checked = self.spec.config.serve.verify
+            if checked:
+                verify(run, job_id=job_id, expected_input=x, ledger=self.ledger)
+            receipt = {**dataclasses.asdict(run.receipt), "verified": checked,
                        "prove_seconds": round(sum(p.seconds for p in run.proofs), 3)}  # fmt: skip
             if self.spec.rpc is None:
                 store.update(job_id, status="proven", receipt=receipt, finished=time.time())
@@ -184,8 +176,8 @@ class Engine:
             if self._chain is None:
                 from .. import chain
 
-                self._chain = chain.connect(self.spec.rpc, private_key=self.spec.private_key,
-                                            deployments=self.spec.deployments)  # fmt: skip
+                cc = self.spec.config.chain
+                self._chain = chain.connect(cc.rpc, private_key=cc.private_key, deployments=cc.deployments)
             if (run.workdir / "pending_submit.json").is_file():
                 result = self._chain.submit_pending(run.workdir)
             else:
@@ -257,9 +249,10 @@ class DsperseService:
     async def infer(self, request: Request):
         try:
             size = int(request.headers.get("content-length") or 0)
-            if size > self.spec.max_body:
-                raise BodyTooLargeError(size, self.spec.max_body)
-            req = parse_infer(await request.body(), self.plan.input_shape, self.spec.max_body)
+            limit = self.spec.config.serve.max_body
+            if size > limit:
+                raise BodyTooLargeError(size, limit)
+            req = parse_infer(await request.body(), self.plan.input_shape, limit)
             if req.model is not None and req.model not in (self.spec.name, self.model_id):
                 raise RequestError(f"unknown model {req.model!r}; this service serves {self.spec.name!r}", 404)
             output = self.reference(req.x)

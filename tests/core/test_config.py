@@ -173,8 +173,6 @@ def test_shared_flags_mean_the_same_in_every_subcommand():
                     seen.setdefault(flag, {})[path] = act.help
 
     walk(build_parser(), "dsperse")
-    seen = {flag: {k: v for k, v in where.items() if not k.startswith("dsperse serve")}  # serve: its own change
-            for flag, where in seen.items()}
     for flag in ("--private-key", "--market", "--device", "--scale", "--logrows", "--input-visibility", "--cache",
                  "--aggregation-memory-gb", "--deployments"):  # fmt: skip
         assert len(set(seen[flag].values())) == 1, (flag, seen[flag])

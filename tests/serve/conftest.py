@@ -57,7 +57,7 @@ class Server:
     cache: Path
 
     def start(self) -> None:
-        serve.run(dsperse.serve.app(self.plan, jobs=self.jobs, cache=self.cache), name=APP, route_prefix="/")
+        serve.run(dsperse.serve.app(self.plan, config={"paths": {"cache": str(self.cache)}}, jobs=self.jobs), name=APP, route_prefix="/")
 
     def stop(self) -> None:
         """Delete the application: its replica and its prover actors die, job files stay (a crash, as far as

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import dsperse
+import dsperse.serve
 from dsperse.slicing.chain import reference_model_output
 
 pytestmark = pytest.mark.slow
@@ -188,3 +189,28 @@ def test_serve_help_teaches():
     assert p.returncode == 0
     for text in ("POST /v1/infer", "examples:", "curl -s -XPOST", "--local-chain", "--rpc URL", "--jobs DIR", "127.0.0.1"):
         assert text in p.stdout, text
+
+
+def test_serve_flags_are_the_config_fields():
+    """`dsperse serve` takes the same config flags as every command; they land in the config shipped to the replica."""
+    from dsperse.cli import build_parser
+    from dsperse.options import settings
+
+    a = build_parser().parse_args(["serve", "x.slices", "--workers", "3", "--no-verify", "--max-body", "4096",
+                                   "--port", "8123", "--device", "cpu", "--actors", "2", "--cluster", "127.0.0.1:6379",
+                                   "--rpc", "http://127.0.0.1:8545", "--no-ledger"])  # fmt: skip
+    cfg = settings(a)
+    assert (cfg.serve.workers, cfg.serve.verify, cfg.serve.max_body, cfg.serve.port) == (3, False, 4096, 8123)
+    assert (cfg.prover.device, cfg.prover.actors, cfg.prover.cluster) == ("cpu", 2, "127.0.0.1:6379")
+    assert cfg.chain.rpc == "http://127.0.0.1:8545" and cfg.paths.ledger_dir is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "x.slices", "--workers", "0"])  # at least one worker
+
+
+def test_serve_run_builder_refuses_unknown_arguments(tmp_path):
+    with pytest.raises(dsperse.DsperseError, match="needs plan="):
+        dsperse.serve.build({"jobs": "j"})
+    with pytest.raises(dsperse.DsperseError, match=r"unknown argument\(s\) \['workers'\].*section.field=value"):
+        dsperse.serve.build({"plan": str(tmp_path), "workers": "2"})
+    with pytest.raises(dsperse.DsperseError, match="serve.workers"):  # a section value is checked like a spec's
+        dsperse.serve.build({"plan": str(tmp_path), "serve.workers": "0"})
