@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from dsperse.config import ChainConfig, PathsConfig, ProverConfig, SlicingConfig, add_arguments, field_docs
-from dsperse.errors import DsperseError
+from dsperse.errors import DsperseError, UsageError
 from dsperse.options import (
     aggregation_options,
     circuit_options,
@@ -91,16 +91,13 @@ def cmd_compile(a: argparse.Namespace) -> int:
 
 
 def cmd_prove(a: argparse.Namespace) -> int:
-    import dataclasses
-
     from dsperse import prove, prove_batch
     from dsperse.proving.run import load_inputs
 
-    cfg = settings(a)
-    if a.device is not None:
-        if cfg.prover.cluster is None:
-            raise DsperseError(f"device={a.device!r} chooses the Ray prover actors' device; pass cluster= too")
-        cfg = dataclasses.replace(cfg, prover=dataclasses.replace(cfg.prover, device=a.device))
+    cfg = settings(a)  # --device/--actors land in cfg.prover
+    for flag, value in (("--device", a.device), ("--actors", a.actors)):
+        if value is not None and cfg.prover.cluster is None:
+            raise UsageError(f"{flag} {value} sets up the Ray prover actors; pass --cluster too (e.g. --cluster auto)")
     xs = load_inputs(a.input)  # one row: a run in --workdir; several: a batch in <workdir>/<n>/
     if len(xs) == 1:
         result = [prove(a.plan, xs[0], a.workdir, config=cfg, job_id=a.job_id)]
@@ -268,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", required=True, type=Path, help='JSON {"input_data": [[...]]} (several rows = a batch) or .npy')
     pr.add_argument("-w", "--workdir", type=Path, help="run directory (default: next to the plan)")
     job_id_option(pr, "bind the receipt to it (a batch: JOB_ID/<n>)")
-    prover_options(pr, ("cluster", "device"))
+    prover_options(pr)
     aggregation_options(pr)
     circuit_options(pr)
     ledger_options(pr)

@@ -77,8 +77,9 @@ def test_a_subcommand_whose_area_fails_to_import_says_so(monkeypatch, capsys):
     assert "`dsperse market` is unavailable" in err and "dsperse.sampling.cli" in err and "web3" in err
 
 
-def test_prove_device_needs_a_cluster(mlp_plan, tmp_path, capsys):
+def test_prove_device_and_actors_need_a_cluster(mlp_plan, tmp_path, capsys):
     x = tmp_path / "x.json"
     x.write_text(json.dumps({"input_data": [[0.1, 0.2, 0.3, 0.4]]}))
-    assert main(["prove", str(mlp_plan.root), "--input", str(x), "--device", "gpu"]) == 2
-    assert "pass cluster= too" in capsys.readouterr().err
+    for flag, value in (("--device", "gpu"), ("--actors", "2")):
+        assert main(["prove", str(mlp_plan.root), "--input", str(x), flag, value]) == 2
+        assert f"{flag} {value} sets up the Ray prover actors; pass --cluster too" in capsys.readouterr().err
