@@ -77,7 +77,7 @@ def main() -> None:
         for name in ("dataset", "resume"):
             t0 = time.perf_counter()
             out = dsperse.prove_dataset(plan, src, work / "proven.parquet", circuits=circuits, cluster="auto",
-                                        ledger=False)  # fmt: skip
+                                        config={"paths": {"ledger_enabled": False}})  # fmt: skip
             wall[name] = time.perf_counter() - t0
             assert out.verified == a.rows, out
             ezkl[name] = 0.0 if out.proven == 0 else float(pq.read_table(out.out).column("seconds").to_numpy().sum())

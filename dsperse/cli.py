@@ -418,10 +418,8 @@ examples:
 def cmd_prove_dataset(a: argparse.Namespace) -> int:
     from dsperse import prove_dataset
 
-    cfg = settings(a)  # $DSPERSE_DEVICE / $DSPERSE_RAY_ACTORS, then --device / --actors
     res = prove_dataset(a.plan, a.dataset, a.out, column=a.column, job_id_column=a.job_id_column, job_id=a.job_id,
-                        workdir=a.workdir, cluster=cfg.prover.cluster or "auto", options=cfg.prover,
-                        config=cfg.circuit, srs=cfg.paths.srs, cache=cfg.paths.cache, batch_size=a.batch_size)  # fmt: skip
+                        workdir=a.workdir, config=settings(a), batch_size=a.batch_size)  # fmt: skip
     print(json.dumps({"out": str(res.out), "workdir": str(res.workdir), "rows": res.rows, "proven": res.proven,
                       "resumed": res.resumed, "verified": res.verified, "seconds": round(res.seconds, 1)}))  # fmt: skip
     return 0 if res.verified == res.rows else 1

@@ -177,8 +177,7 @@ def run_dataset(a: argparse.Namespace, job_id: str, workdir: Path, plan, model: 
     circuits = dsperse.compile(plan, cache=cfg.paths.cache, srs=cfg.paths.srs, config=cfg.circuit)
     t["compile_s"] = time.perf_counter() - t0
     res = dsperse.prove_dataset(plan, Path(a.dataset).expanduser().resolve(), workdir / "proven.parquet", column=a.column,
-                                job_id=job_id, workdir=workdir / "run", cluster=cfg.prover.cluster, circuits=circuits,
-                                options=cfg.prover)  # fmt: skip
+                                job_id=job_id, workdir=workdir / "run", config=cfg, circuits=circuits)  # fmt: skip
     t["prove_dataset_s"] = res.seconds
     if res.verified != res.rows:
         raise RuntimeError(f"{res.rows - res.verified} of {res.rows} rows did not verify (column verify_error in {res.out})")

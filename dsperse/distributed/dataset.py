@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +43,7 @@ from dsperse.distributed.backend import RayBackend
 from dsperse.distributed.cluster import connect
 from dsperse.errors import DsperseError, InputShapeError, VerificationError
 from dsperse.linking.verification import verify
+from dsperse.proving.run import resolve_config
 from dsperse.proving.runs import Manifest, Pipeline, RunState, input_digest
 from dsperse.slicing.model import coerce_input
 from dsperse.tools import ledger as ledger_mod
@@ -101,15 +102,11 @@ def prove_dataset(
     job_id_column: str | None = None,
     job_id: str | None = None,
     workdir: Path | str | None = None,
-    cluster: str | None = "auto",
-    options: ProverConfig | None = None,
+    config: "DsperseConfig | CircuitConfig | Mapping | None" = None,
+    cluster: str | None = None,
     circuits: Sequence[Circuit] | None = None,
-    config: CircuitConfig = CircuitConfig(),
-    srs: Path | str | None = None,
-    cache: Path | str | None = None,
     batch_size: int = 64,
     max_in_flight: int | None = None,
-    ledger: "ledger_mod.LedgerLike" = None,
 ) -> DatasetResult:
     """Prove each row of ``dataset`` (a ``ray.data.Dataset`` or a Parquet path) and write a Parquet dataset at ``out``.
 
@@ -118,24 +115,26 @@ def prove_dataset(
     (``job_id`` defaults to the name of ``out`` without its suffix). Run directories go to ``workdir/<row>/`` (default:
     ``<out>.runs`` next to ``out``). Rerunning the same call proves only rows without a finished run.
     ``max_in_flight`` bounds rows open at once (default: twice the number of slices, at least 4).
-    ``options``: the prover section of the config (device, actors, ...; default ``DsperseConfig.from_env().prover``).
-    ``ledger`` (as for ``dsperse.prove``; False: off) gets the prove rows of each row's new proofs and its verify row.
+    ``config`` and ``circuits`` are :func:`dsperse.prove`'s: ``prover`` (device, actors, ...), ``circuit`` and
+    ``paths`` (srs, cache; the ledger gets the prove rows of each row's new proofs and its verify row).
+    ``cluster`` (shortcut for ``prover.cluster``; default "auto"): the Ray cluster the rows are proven on.
     """
     if not isinstance(plan, SlicePlan):
         plan = SlicePlan.load(plan)
     out = Path(out).expanduser().resolve()
     workdir = Path(workdir).expanduser().resolve() if workdir is not None else out.with_name(out.name + ".runs")
     prefix = job_id if job_id is not None else out.stem
-    ledger = ledger_mod.resolve(ledger) or False  # a bad ledger= fails here, before any work
+    cfg = resolve_config(config)
+    ledger = ledger_mod.resolve(cfg.paths.ledger_dir or False) or False  # a bad ledger fails here, before any work
     t0 = time.perf_counter()
-    with connect(cluster):
+    with connect(cluster or cfg.prover.cluster or "auto"):
         staged = workdir / STAGED
         n_rows = _stage(plan, dataset, column, job_id_column, staged, batch_size)
         if circuits is None:  # calibrated on the plan's seeded data, as dsperse.prove does: keys must not depend on rows
-            circuits = compile_plan(plan, srs=srs, cache=cache, config=config)
+            circuits = compile_plan(plan, srs=cfg.paths.srs, cache=cfg.paths.cache, config=cfg.circuit)
         circuits = list(circuits)
         limit = max_in_flight or max(4, 2 * len(circuits))
-        prover = _Prover(plan, circuits, config, workdir, prefix, options, ledger)
+        prover = _Prover(plan, circuits, cfg.circuit, workdir, prefix, cfg.prover, ledger)
         with prover, _PartWriter(out, output_schema(plan), batch_size) as w:
             for rid, x, jid in _staged_rows(staged, batch_size):
                 prover.add(rid, x, jid)
@@ -235,10 +234,10 @@ class _Prover:
     """Rows in flight on one RayBackend; finished rows come out verified, as output records, in row order."""
 
     def __init__(self, plan: SlicePlan, circuits: list[Circuit], config: CircuitConfig, workdir: Path, prefix: str,
-                 options: ProverConfig | None, ledger: "ledger_mod.LedgerLike"):
+                 options: ProverConfig, ledger: "ledger_mod.LedgerLike"):
         self.ledger = ledger
         self.plan, self.circuits, self.config, self.workdir, self.prefix = plan, circuits, config, workdir, prefix
-        self.options = options if options is not None else DsperseConfig.from_env().prover
+        self.options = options
         self.key_ids = [c.key_id for c in circuits]
         self._pipe: Pipeline | None = None  # started on the first row that needs proving: a full resume starts none
         self.rows: dict[int, tuple[RunState, np.ndarray]] = {}

@@ -34,7 +34,7 @@ def proven(ray_cpu, mlp_plan, mlp_circuits, xs, tmp_path_factory):
     t0 = time.perf_counter()
     result = dsperse.prove_dataset(mlp_plan, src, root / "proven.parquet", workdir=root / "runs", job_id_column="job",
                                    circuits=mlp_circuits, cluster="auto", batch_size=4,  # 4: two batches, two parts
-                                   ledger=root / "ledger")  # fmt: skip
+                                   config={"paths": {"ledger": str(root / "ledger")}})  # fmt: skip
     return result, time.perf_counter() - t0
 
 
@@ -86,7 +86,8 @@ def test_rerun_proves_nothing_and_touches_no_run_file(proven, ray_cpu, mlp_plan,
     ds = ray.data.from_items([{"input": x, "job": f"job-{i}"} for i, x in enumerate(xs)])  # Ray's own tensor type
     t0 = time.perf_counter()
     again = dsperse.prove_dataset(mlp_plan, ds, result.out, workdir=result.workdir, job_id_column="job",
-                                  circuits=mlp_circuits, cluster="auto", batch_size=4, ledger=False)  # fmt: skip
+                                  circuits=mlp_circuits, cluster="auto", batch_size=4,
+                                  config={"paths": {"ledger_enabled": False}})  # fmt: skip
     seconds = time.perf_counter() - t0
     assert (again.rows, again.proven, again.resumed, again.verified) == (ROWS, 0, ROWS, ROWS)
     assert {p: p.stat().st_mtime_ns for p in result.workdir.glob("[0-9]*/*")} == files
