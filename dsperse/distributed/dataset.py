@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,9 @@ from dsperse.proving.runs import Manifest, Pipeline, RunState, input_digest
 from dsperse.slicing.model import coerce_input
 from dsperse.tools import ledger as ledger_mod
 from dsperse.util import storage
+
+if TYPE_CHECKING:
+    import ray
 
 log = logging.getLogger(__name__)
 

@@ -119,7 +119,7 @@ class Engine:
         from ..distributed import prove_on_ray
         from ..tools import ledger as ledger_mod
 
-        store, n = self.store, len(self.circuits)
+        store = self.store
         job = store.get(job_id)
         x = np.asarray(job["input"], np.float32).reshape(job["input_shape"])
         workdir = store.workdir(job_id)

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 from eth_abi import encode as abi_encode

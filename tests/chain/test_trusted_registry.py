@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-import dsperse
 from dsperse.errors import VerificationError
 
 

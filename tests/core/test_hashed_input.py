@@ -5,7 +5,6 @@ is keccak256 of that hash, which a requester computes from the input alone (quan
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from eth_utils import keccak
 

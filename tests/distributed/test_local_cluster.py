@@ -15,7 +15,7 @@ import pytest
 
 import dsperse
 from dsperse.util import storage
-from dsperse.distributed import NoGPUError, ProverPool, RayBackend, RayOptions, prove_on_ray
+from dsperse.distributed import NoGPUError, ProverPool, RayBackend, RayOptions
 from dsperse.proving.backends import LocalBackend
 from dsperse.proving.tasks import ProveTask, witness_outputs
 
