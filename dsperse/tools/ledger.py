@@ -22,10 +22,10 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union, get_args
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union, get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,45 +43,24 @@ Event = Literal["prove", "verify", "aggregate", "submit"]
 EVENTS: tuple[str, ...] = get_args(Event)
 SCHEMA_VERSION = "1"
 
-SCHEMA = pa.schema(
-    [
-        pa.field("event", pa.string(), nullable=False),
-        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("job_id", pa.string()),
-        pa.field("model_id", pa.string()),
-        pa.field("slice_index", pa.int32()),
-        pa.field("slice_count", pa.int32()),
-        pa.field("logrows", pa.int32()),
-        pa.field("rows", pa.int64()),
-        pa.field("seconds", pa.float64()),
-        pa.field("peak_rss_bytes", pa.int64()),
-        pa.field("prover", pa.string()),
-        pa.field("proof_sha256", pa.string()),
-        pa.field("verified", pa.bool_()),
-        pa.field("error", pa.string()),
-        pa.field("tx_hash", pa.string()),
-        pa.field("gas", pa.int64()),
-        pa.field("block", pa.int64()),
-        pa.field("chain_id", pa.int64()),
-        pa.field("workdir", pa.string()),
-        pa.field("detail", pa.string()),
-    ],
-    metadata={"dsperse.tools.ledger.schema": SCHEMA_VERSION},
-)
-"""One fixed schema for every file; a column a row does not know is null."""
+INT32 = {"arrow": pa.int32()}
+"""Field metadata: store this integer column as int32 (the rest follow :data:`ARROW_TYPES`)."""
+ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(),
+               datetime: pa.timestamp("us", tz="UTC")}  # fmt: skip
 
 
 @dataclass
 class LedgerRow:
-    """One event; field names are the Parquet column names (see :data:`SCHEMA`)."""
+    """One event; its fields are the Parquet columns, in order (:data:`SCHEMA` is made from them)."""
 
     event: Event
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     job_id: str | None = None
     model_id: str | None = None
     """The run receipt's model id (sha256 over the verifying keys, hex without 0x)."""
-    slice_index: int | None = None
-    slice_count: int | None = None
-    logrows: int | None = None
+    slice_index: int | None = field(default=None, metadata=INT32)
+    slice_count: int | None = field(default=None, metadata=INT32)
+    logrows: int | None = field(default=None, metadata=INT32)
     rows: int | None = None
     """Rows EZKL uses in the slice's circuit (``Circuit.num_rows``)."""
     seconds: float | None = None
@@ -98,7 +77,22 @@ class LedgerRow:
     chain_id: int | None = None
     workdir: str | None = None
     detail: str | None = None
-    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def _schema() -> pa.Schema:
+    """LedgerRow as an Arrow schema: a field that may be None is a nullable column; an ``Event`` is a string."""
+    hints = get_type_hints(LedgerRow)
+    columns = []
+    for f in fields(LedgerRow):
+        kinds = [k for k in get_args(hints[f.name]) or (hints[f.name],) if k is not type(None)]
+        kind = str if get_origin(hints[f.name]) is Literal else kinds[0]
+        columns.append(pa.field(f.name, f.metadata.get("arrow") or ARROW_TYPES[kind],
+                                nullable=type(None) in get_args(hints[f.name])))  # fmt: skip
+    return pa.schema(columns, metadata={"dsperse.tools.ledger.schema": SCHEMA_VERSION})
+
+
+SCHEMA = _schema()
+"""One fixed schema for every file; a column a row does not know is null."""
 
 
 def default_path() -> Path:
