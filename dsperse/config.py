@@ -32,11 +32,11 @@ Device = Literal["auto", "cpu", "gpu"]
 class PathsConfig:
     """Where artifacts live."""
 
-    cache: Path = Path("~/.cache/dsperse").expanduser()
+    cache: Path = field(default=Path("~/.cache/dsperse").expanduser(), metadata={"env": "DSPERSE_CACHE"})
     """Keys, dev SRS files and compiled circuits, cached by content ($DSPERSE_CACHE)."""
-    runs: Path = Path("~/dsperse-runs").expanduser()
+    runs: Path = field(default=Path("~/dsperse-runs").expanduser(), metadata={"env": "DSPERSE_RUNS"})
     """Run directories of pipeline jobs that name no workdir ($DSPERSE_RUNS)."""
-    ledger: Path | None = field(default=None, metadata={"metavar": "DIR"})
+    ledger: Path | None = field(default=None, metadata={"metavar": "DIR", "env": "DSPERSE_LEDGER"})
     """The Parquet proof ledger directory ($DSPERSE_LEDGER; "off" disables it); None: <cache>/ledger."""
     ledger_enabled: bool = True
     """Write the proof ledger; False when $DSPERSE_LEDGER is "off"/"0"/"false" (or with --no-ledger)."""
@@ -72,9 +72,9 @@ class ProverConfig:
 
     cluster: str | None = field(default=None, metadata={"metavar": "CLUSTER"})
     """None: prove in this process. "auto": an existing Ray cluster or a new local one; "local"; or an address."""
-    device: Device = "auto"
+    device: Device = field(default="auto", metadata={"env": "DSPERSE_DEVICE"})
     """Ray actors' device: auto (GPU where the cluster has one), cpu, gpu ($DSPERSE_DEVICE)."""
-    actors: int | None = field(default=None, metadata={"min": 1})
+    actors: int | None = field(default=None, metadata={"min": 1, "env": "DSPERSE_RAY_ACTORS"})
     """Number of SliceProver actors; None: one per slice ($DSPERSE_RAY_ACTORS)."""
     artifacts: Literal["auto", "shared", "ship"] = "auto"
     """shared: actors read circuit files at the driver's paths; ship: send them once into each node's cache;
@@ -87,7 +87,7 @@ class ProverConfig:
     """How long to wait for all actors to start before failing with the resources asked and available."""
     resources: Mapping[str, float] = field(default_factory=dict)
     """Extra custom Ray resources per actor, e.g. {"prover": 1} on the clusters/ configs."""
-    node_cache: Path | None = None
+    node_cache: Path | None = field(default=None, metadata={"env": "DSPERSE_NODE_CACHE"})
     """Where shipped files land on each node; None: <tmp>/dsperse-node-cache ($DSPERSE_NODE_CACHE)."""
 
 
@@ -106,19 +106,21 @@ class ChainConfig:
     """An EVM chain for receipts."""
 
     rpc: str | None = field(default=None, metadata={"metavar": "URL", "pattern": r"https?://[^\s/]+(/\S*)?",
-                                                    "expect": "an http(s):// URL, e.g. http://127.0.0.1:8545"})
+                                                    "expect": "an http(s):// URL, e.g. http://127.0.0.1:8545",
+                                                    "env": "DSPERSE_RPC"})
     """JSON-RPC endpoint, e.g. http://127.0.0.1:8545 ($DSPERSE_RPC)."""
     private_key: str | None = field(default=None, repr=False, metadata={
-        "metavar": "HEX", "pattern": r"(0x)?[0-9a-fA-F]{64}", "expect": "a private key of 64 hex digits (0x optional)"})
+        "metavar": "HEX", "pattern": r"(0x)?[0-9a-fA-F]{64}", "expect": "a private key of 64 hex digits (0x optional)",
+        "env": "DSPERSE_PRIVATE_KEY"})
     """The sender's key, 0x + 64 hex ($DSPERSE_PRIVATE_KEY). Never logged."""
-    deployments: Path | None = field(default=None, metadata={"metavar": "FILE"})
+    deployments: Path | None = field(default=None, metadata={"metavar": "FILE", "env": "DSPERSE_DEPLOYMENTS"})
     """The file remembering deployed contract addresses per chain id; None: <cache>/evm/deployments.json
     ($DSPERSE_DEPLOYMENTS)."""
-    toolchain: Path | None = None
+    toolchain: Path | None = field(default=None, metadata={"env": "DSPERSE_TOOLCHAIN"})
     """Install dir of anvil / cast / solc-js; None: <cache>/toolchain ($DSPERSE_TOOLCHAIN)."""
-    node_modules: Path | None = None
+    node_modules: Path | None = field(default=None, metadata={"env": "DSPERSE_NODE_MODULES"})
     """A node_modules dir searched first for the tools ($DSPERSE_NODE_MODULES)."""
-    solc_dir: Path | None = None
+    solc_dir: Path | None = field(default=None, metadata={"env": "DSPERSE_SOLC_DIR"})
     """The solc-js 0.8.20 package directory to compile with (used first when it holds that version); None: the
     one found in the node_modules search ($DSPERSE_SOLC_DIR, also read by the solc wrapper EZKL runs)."""
 
@@ -128,7 +130,8 @@ class SamplingConfig:
     """Proof of Sampling: the staking market."""
 
     market: str | None = field(default=None, metadata={"metavar": "ADDRESS", "pattern": r"0x[0-9a-fA-F]{40}",
-                                                       "expect": "an address (0x + 40 hex digits)"})
+                                                       "expect": "an address (0x + 40 hex digits)",
+                                                       "env": "DSPERSE_MARKET"})
     """Address of the PoSPMarket contract ($DSPERSE_MARKET)."""
 
 
@@ -227,21 +230,12 @@ SECTIONS = tuple(f.name for f in dataclasses.fields(DsperseConfig))
 SECTION_TYPES: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(DsperseConfig)}  # type: ignore[misc]
 
 ENV: dict[str, tuple[str, str]] = {
-    "DSPERSE_CACHE": ("paths", "cache"),
-    "DSPERSE_RUNS": ("paths", "runs"),
-    "DSPERSE_LEDGER": ("paths", "ledger"),
-    "DSPERSE_DEVICE": ("prover", "device"),
-    "DSPERSE_RAY_ACTORS": ("prover", "actors"),
-    "DSPERSE_NODE_CACHE": ("prover", "node_cache"),
-    "DSPERSE_RPC": ("chain", "rpc"),
-    "DSPERSE_PRIVATE_KEY": ("chain", "private_key"),
-    "DSPERSE_DEPLOYMENTS": ("chain", "deployments"),
-    "DSPERSE_TOOLCHAIN": ("chain", "toolchain"),
-    "DSPERSE_NODE_MODULES": ("chain", "node_modules"),
-    "DSPERSE_SOLC_DIR": ("chain", "solc_dir"),
-    "DSPERSE_MARKET": ("sampling", "market"),
+    f.metadata["env"]: (section, f.name)
+    for section, kind in SECTION_TYPES.items()
+    for f in dataclasses.fields(kind)
+    if "env" in f.metadata
 }
-"""Every environment variable dsperse reads, and the field it sets."""
+"""Every environment variable dsperse reads, and the field it sets (each field names its own: ``metadata["env"]``)."""
 
 
 def env_table() -> str:

@@ -183,3 +183,9 @@ def test_shared_flags_mean_the_same_in_every_subcommand():
 
 def test_readme_env_table_is_the_generated_one():
     assert C.env_table() in (REPO / "README.md").read_text()
+
+
+def test_each_env_variable_is_declared_by_its_field_and_documented_there():
+    assert len(C.ENV) == 13 and all(var.startswith("DSPERSE_") for var in C.ENV)
+    for var, (section, name) in C.ENV.items():
+        assert f"${var}" in C.field_docs(C.SECTION_TYPES[section])[name], (var, section, name)
