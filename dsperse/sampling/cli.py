@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -117,8 +118,7 @@ def _tx_summary(rc: dict) -> str:
 def cmd_deploy(a) -> int:
     from dsperse.sampling.market import Market, MarketConfig
 
-    cfg = MarketConfig(a.min_stake, a.slash, a.bond, a.audit_bps, a.reporter_share_bps, a.commit_window, a.audit_delay,
-                       a.proof_window, a.challenge_window, a.unstake_delay, a.quorum)  # fmt: skip
+    cfg = MarketConfig(**{f.name: getattr(a, f.name) for f in fields(MarketConfig)})
     m = Market.deploy(_w3(a), _key(a), a.poi, cfg, validators=a.validator or ())
     return _out(a, {"market": m.address, "config": cfg.__dict__},
                 f"PoSPMarket deployed at {m.address} (p = {cfg.p:.2%}, S = {cfg.slash_amount} wei); "
@@ -378,6 +378,20 @@ def _chain_flags(q: argparse.ArgumentParser, market: bool = True) -> None:
     q.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _deploy_flags(q: argparse.ArgumentParser) -> None:
+    """One flag per MarketConfig field: its name (or ``metadata["flag"]``), default and docstring."""
+    from dsperse.config import field_docs
+    from dsperse.sampling.market import ETHER, MarketConfig
+
+    docs = field_docs(MarketConfig)
+    for f in fields(MarketConfig):
+        wei = f.metadata.get("wei", False)
+        kind = parse_amount if wei else positive_int if f.metadata.get("min") == 1 else non_negative_int
+        shown = f"{Decimal(f.default) / ETHER:f}".rstrip("0").rstrip(".") + "ether" if wei else f.default
+        q.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=f.name, type=kind, default=f.default,
+                       metavar="AMOUNT" if wei else "N", help=f"{docs[f.name]} (default {shown})")  # fmt: skip
+
+
 def _job(q: argparse.ArgumentParser) -> None:
     q.add_argument("job_id", type=hex32, metavar="JOB_ID", help="0x + 64 hex digits, as printed by post-job")
 
@@ -418,17 +432,7 @@ def add_subcommands(subparsers) -> None:
     d = step("deploy", cmd_deploy, "deploy a market", market=False, formatter_class=fmt, description="Deploy PoSPMarket. "
              "Pick p with `dsperse market economics`: honesty pays when p > C / ((1 - r)(R + S)).")
     d.add_argument("--poi", type=address, metavar="ADDRESS", required=True, help="ProofOfInference registry: only its models take jobs")
-    d.add_argument("--min-stake", type=parse_amount, default="1ether", help="stake an operator needs to get jobs (default 1ether)")
-    d.add_argument("--slash", type=parse_amount, default="1ether", help="S, slashed per lie or missed deadline (default 1ether, <= min stake)")
-    d.add_argument("--bond", type=parse_amount, default="0.1ether", help="minimum challenge bond (default 0.1ether)")
-    d.add_argument("--audit-bps", type=non_negative_int, default=1000, help="p in basis points, 0..10000 (default 1000 = 10%%)")
-    d.add_argument("--reporter-share-bps", type=non_negative_int, default=5000, help="share of a slash paid to the reporter, at most 5000 so a self-report loses; the rest is burned (default 5000)")
-    d.add_argument("--commit-window", type=positive_int, default=20, help="blocks to commit an output after posting (default 20)")
-    d.add_argument("--audit-delay", type=non_negative_int, default=2, help="k: the requester reveals its audit secret from commit block + k (default 2)")
-    d.add_argument("--proof-window", type=positive_int, default=50, help="blocks to prove an audited job (default 50)")
-    d.add_argument("--challenge-window", type=non_negative_int, default=30, help="blocks after the commit to challenge and reveal the secret, at most 256 (default 30)")
-    d.add_argument("--unstake-delay", type=non_negative_int, default=10, help="blocks between unstake and withdraw-stake (default 10)")
-    d.add_argument("--quorum", type=non_negative_int, default=2, help="matching validator verdicts that decide an audit at its proof deadline; 0 disables (default 2)")
+    _deploy_flags(d)
     d.add_argument("--validator", action="append", type=address, metavar="ADDRESS", help="admit a validator (repeatable); it must then stake")
 
     r = step("register-model", cmd_register_model, "registry registrant: give a model an always-proven suffix", model=True,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from typing import Any, Sequence
 
 from eth_utils import keccak
@@ -83,26 +83,41 @@ def suffix_mask(slice_count: int, first_proven: int) -> int:
 # -- contract-side types -----------------------------------------------------------------
 
 
+WEI = {"wei": True}
+"""MarketConfig field metadata: an amount in wei (the CLI takes 1ether, 30gwei, ...)."""
+
+
 @dataclass(frozen=True)
 class MarketConfig:
-    """Mirror of PoSPMarket.Config (amounts in wei, windows in blocks). See docs/posp.md for choosing them."""
+    """Mirror of PoSPMarket.Config (amounts in wei, windows in blocks). See docs/posp.md for choosing them.
 
-    min_stake: int = 1 * ETHER
+    ``dsperse market deploy`` derives its flags from these fields (``metadata["flag"]`` where the flag is
+    shorter than the field) and their docstrings."""
+
+    min_stake: int = field(default=1 * ETHER, metadata=WEI)
     """Collateral an operator must lock before it may take jobs."""
-    slash_amount: int = 1 * ETHER
-    """S: taken from an operator proven to lie or that misses a proof deadline."""
-    min_challenge_bond: int = ETHER // 10
-    """What a challenger locks; lost to the operator when the receipt proves the result right."""
-    audit_bps: int = 1000
-    """p in basis points: the share of jobs whose proof is demanded."""
-    reporter_share_bps: int = 5000
-    """Share of a slash paid to whoever proves the lie (at most 50%, so a self-challenge still loses S/2)."""
-    commit_window: int = 20
-    audit_delay: int = 2
-    proof_window: int = 50
-    challenge_window: int = 30
-    unstake_delay: int = 10
-    validator_quorum: int = 2
+    slash_amount: int = field(default=1 * ETHER, metadata={**WEI, "flag": "--slash"})
+    """S: taken from an operator proven to lie or that misses a proof deadline (at most the minimum stake)."""
+    min_challenge_bond: int = field(default=ETHER // 10, metadata={**WEI, "flag": "--bond"})
+    """What a challenger locks at least; lost to the operator when the receipt proves the result right."""
+    audit_bps: int = field(default=1000, metadata={"min": 0})
+    """p in basis points, 0..10000: the share of jobs whose proof is demanded."""
+    reporter_share_bps: int = field(default=5000, metadata={"min": 0})
+    """Share of a slash paid to whoever proves the lie, at most 5000 so a self-challenge still loses S/2; the
+    rest is burned."""
+    commit_window: int = field(default=20, metadata={"min": 1})
+    """Blocks the operator has to commit an output after the job is posted."""
+    audit_delay: int = field(default=2, metadata={"min": 1})
+    """k >= 1: the requester reveals its audit secret from the commit block + k (the draw mixes in the commit
+    block's hash, which exists only from the next block on)."""
+    proof_window: int = field(default=50, metadata={"min": 1})
+    """Blocks to prove an audited job."""
+    challenge_window: int = field(default=30, metadata={"min": 0})
+    """Blocks after the commit to challenge and to reveal the secret, at most 256."""
+    unstake_delay: int = field(default=10, metadata={"min": 0})
+    """Blocks between unstake and withdraw-stake."""
+    validator_quorum: int = field(default=2, metadata={"min": 0, "flag": "--quorum"})
+    """Matching validator verdicts that decide an audit at its proof deadline; 0 disables validators."""
 
     def as_tuple(self) -> tuple:
         return astuple(self)
