@@ -18,17 +18,20 @@ The draw is simulated, not assumed: 64-bit candidate seeds, mixed with a secret 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from dsperse.errors import SamplingError
+from dsperse.config import check
+from dsperse.errors import ConfigError, SamplingError
 from dsperse.sampling.economics import STRATEGIES, Economics, expected_profit, min_audit_probability
 
 _CODES = {s: i for i, s in enumerate(STRATEGIES)}
 SEED_SCHEMES = ("commit-reveal", "blockhash")
+PROBABILITY = {"min": 0.0, "max": 1.0}
+AT_LEAST_ONE = {"min": 1}
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -71,35 +74,36 @@ class SimConfig:
 
     economics: Economics
     """Fee, slash, cheat gain and collusion share: what each job pays or costs."""
-    p: float
+    p: float = field(metadata=PROBABILITY)
     """Audit probability of each job."""
-    n_operators: int = 1000
-    jobs_per_operator: int = 200
+    n_operators: int = field(default=1000, metadata=AT_LEAST_ONE)
+    jobs_per_operator: int = field(default=200, metadata=AT_LEAST_ONE)
     mix: dict = field(default_factory=lambda: {"honest": 0.7, "cheat": 0.1, "mixed": 0.1, "collude": 0.1})
-    q: float = 0.3
+    q: float = field(default=0.3, metadata=PROBABILITY)
     """Cheat probability of the "mixed" strategy."""
-    proof_cpu_seconds: float = 12.0
+    proof_cpu_seconds: float = field(default=12.0, metadata={"min": 0})
     """Prover CPU-seconds to prove one job (slices x seconds per slice): used for the overhead figures."""
-    chunk_size: int = 250
+    chunk_size: int = field(default=250, metadata=AT_LEAST_ONE)
     """Operators per Ray task: enough numpy work per task to outweigh its overhead."""
     seed: int = 0
-    grind_tries: int = 1
+    grind_tries: int = field(default=1, metadata=AT_LEAST_ONE)
     """Candidate seed blocks a cheating operator builds per cheated job, keeping the best-looking one."""
     seed_scheme: str = "commit-reveal"
     """"commit-reveal" (requester secret + commitment block hash) or "blockhash" (public, the old market)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.p <= 1.0:
-            raise SamplingError(f"p must be in [0, 1], got {self.p}")
-        if self.n_operators < 1 or self.jobs_per_operator < 1 or self.chunk_size < 1:
-            raise SamplingError("n_operators, jobs_per_operator and chunk_size must be >= 1")
+        for f in fields(self):  # the bounds in each field's metadata, checked as a config section's are
+            try:
+                check(f, getattr(self, f.name), f.name)
+            except ConfigError as exc:
+                raise SamplingError(str(exc)) from None
         unknown = set(self.mix) - set(STRATEGIES)
         if unknown:
             raise SamplingError(f"unknown strategies in mix: {sorted(unknown)}; use {STRATEGIES}")
         if sum(self.mix.values()) <= 0 or any(v < 0 for v in self.mix.values()):
             raise SamplingError(f"mix shares must be >= 0 and not all 0: {self.mix}")
-        if self.grind_tries < 1 or self.seed_scheme not in SEED_SCHEMES:
-            raise SamplingError(f"grind_tries must be >= 1 and seed_scheme one of {SEED_SCHEMES}")
+        if self.seed_scheme not in SEED_SCHEMES:
+            raise SamplingError(f"seed_scheme must be one of {SEED_SCHEMES}, got {self.seed_scheme!r}")
 
     def strategies(self) -> np.ndarray:
         """Strategy code per operator, deterministic: counts by largest remainder, in STRATEGIES order."""
@@ -109,6 +113,19 @@ class SimConfig:
         for i in sorted(range(len(shares)), key=lambda i: shares[i] - counts[i], reverse=True)[: self.n_operators - sum(counts)]:
             counts[i] += 1
         return np.repeat(np.arange(len(STRATEGIES)), counts)
+
+
+class _Ratio:
+    """A rate derived from two summed counters (nan when the second is 0): chunks add their counters, never rates."""
+
+    def __init__(self, part: str, whole: str, doc: str):
+        self.part, self.whole, self.__doc__ = part, whole, doc
+
+    def __get__(self, obj: "StrategyStats | None", owner: type | None = None) -> float:
+        if obj is None:
+            return self  # type: ignore[return-value] - the class attribute itself, for help()
+        whole = getattr(obj, self.whole)
+        return getattr(obj, self.part) / whole if whole else float("nan")
 
 
 @dataclass
@@ -131,28 +148,13 @@ class StrategyStats:
         for k, v in asdict(other).items():
             setattr(self, k, getattr(self, k) + v)
 
-    @property
-    def detection_rate(self) -> float:
-        """Share of cheated jobs proven a lie (expected p for cheaters, p (1 - r) for colluders)."""
-        return _ratio(self.detected, self.cheats)
-
-    @property
-    def caught_share(self) -> float:
-        """Share of operators that cheated at least once and were caught at least once."""
-        return _ratio(self.caught_operators, self.cheating_operators)
-
-    @property
-    def profit_per_job(self) -> float:
-        return _ratio(self.profit, self.jobs)
-
-    @property
-    def audited_cheat_share(self) -> float:
-        """Share of cheated jobs that were audited: p, unless the grinder could steer the draw."""
-        return _ratio(self.audited_cheats, self.cheats)
-
-
-def _ratio(part: float, whole: float) -> float:
-    return part / whole if whole else float("nan")
+    detection_rate = _Ratio("detected", "cheats",
+                            "Share of cheated jobs proven a lie (expected p for cheaters, p (1 - r) for colluders).")
+    caught_share = _Ratio("caught_operators", "cheating_operators",
+                          "Share of operators that cheated at least once and were caught at least once.")
+    profit_per_job = _Ratio("profit", "jobs", "Mean profit per job.")
+    audited_cheat_share = _Ratio("audited_cheats", "cheats",
+                                 "Share of cheated jobs that were audited: p, unless the grinder could steer the draw.")
 
 
 @dataclass
