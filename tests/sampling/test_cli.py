@@ -72,3 +72,20 @@ def test_cli_economics_bad_parameters_get_a_message_not_a_traceback(capsys, flag
     assert main(["market", "economics", "--fee", "1", "--slash", "10", "--cheat-gain", "0.5", *flags]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
+
+
+def test_deploy_flags_are_market_config_fields():
+    """`market deploy`'s flags are MarketConfig's fields: no flag means the dataclass default, amounts parse."""
+    from dataclasses import fields
+
+    from dsperse.cli import build_parser
+    from dsperse.sampling.market import MarketConfig
+
+    base = ["market", "deploy", "--poi", "0x" + "11" * 20]
+    a = build_parser().parse_args(base)
+    assert MarketConfig(**{f.name: getattr(a, f.name) for f in fields(MarketConfig)}) == MarketConfig()
+    a = build_parser().parse_args([*base, "--slash", "0.5ether", "--bond", "30gwei", "--quorum", "0", "--audit-bps", "250"])
+    assert (a.slash_amount, a.min_challenge_bond, a.validator_quorum, a.audit_bps) == (ETHER // 2, 30 * 10**9, 0, 250)
+    for bad in (["--audit-delay", "0"], ["--commit-window", "0"], ["--min-stake", "lots"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*base, *bad])

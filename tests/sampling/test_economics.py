@@ -13,6 +13,7 @@ from dsperse.sampling.economics import (
     min_audit_probability,
     min_slash,
 )
+from dsperse.errors import SamplingError
 from dsperse.sampling.simulation import SimConfig, plot_profit_vs_p, simulate, simulate_serial, sweep
 
 E = Economics(R=1.0, S=10.0, C=0.5, r=0.5, K=0.6)
@@ -81,3 +82,15 @@ def test_sweep_and_plot_mark_the_threshold(ray_cluster, tmp_path):
             assert cheat > honest  # well below it cheating pays
     png = plot_profit_vs_p(results, tmp_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"p": 1.5}, "p: must be in [0.0, 1.0]"), ({"p": float("nan")}, "p: expected a finite number"),
+    ({"p": 0.1, "q": -0.1}, "q: must be in [0.0, 1.0]"), ({"p": 0.1, "n_operators": 0}, "n_operators: must be >= 1"),
+    ({"p": 0.1, "grind_tries": 0}, "grind_tries: must be >= 1"), ({"p": 0.1, "seed_scheme": "dice"}, "seed_scheme must be one of"),
+    ({"p": 0.1, "mix": {"honest": 1.0, "lazy": 1.0}}, "unknown strategies in mix"),
+])  # fmt: skip
+def test_sim_config_refuses_bad_values_naming_them(kw, says):
+    with pytest.raises(SamplingError) as exc:
+        SimConfig(E, **kw)
+    assert says in str(exc.value)
