@@ -26,6 +26,7 @@ from dsperse import proofsystem
 from dsperse.aggregation import proofs as P
 from dsperse.aggregation.planning import ACCUMULATOR_LIMBS, logrows_for
 from dsperse.artifacts import AggregateProof, AggregationKeys
+from dsperse.chain.encoding import felts_to_uints
 from dsperse.circuits.srs import SRS, cache_dir, resolve
 from dsperse.errors import AggregationError
 from dsperse.util import storage
@@ -173,8 +174,9 @@ def evm_verifier(keys: AggregationKeys, template_settings: Path | str, dest: Pat
 def evm_calldata(proof: AggregateProof | Path | str) -> tuple[bytes, list[int]]:
     """(proof bytes, public instances as integers) for ``verifyProof(bytes, uint256[])``."""
     path = proof.path if isinstance(proof, AggregateProof) else Path(proof)
-    d = P.load(path)
-    if str(d.get("transcript_type")).lower() != "evm":
-        raise AggregationError(f"{path}: transcript {d.get('transcript_type')}; the EVM verifier needs an 'evm' aggregate")
-    hexp = d.get("hex_proof") or "0x" + bytes(d["proof"]).hex()
-    return bytes.fromhex(hexp.removeprefix("0x")), P.instances(d)
+    if not path.is_file():
+        raise AggregationError(f"aggregate proof not found at {path}")
+    pf = proofsystem.get().read_proof(path)
+    if pf.transcript != "evm":
+        raise AggregationError(f"{path}: transcript {pf.transcript}; the EVM verifier needs an 'evm' aggregate")
+    return pf.proof, felts_to_uints(f for col in pf.instances for f in col)

@@ -19,7 +19,6 @@ reason), or it needs more gas than a block holds (:class:`OutOfGasError`).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3 import Web3
 
+from dsperse import proofsystem
 from dsperse.artifacts import Circuit, Edge, Run
 from dsperse.chain import sources
 from dsperse.chain.anvil import LocalChain
@@ -100,12 +100,11 @@ def submission_from_run(run: Run, job_id: str | bytes | None = None) -> Submissi
         path = Path(rec.path)
         if not path.is_file():
             raise ChainError(f"cannot submit: proof of slice {rec.slice_index} missing at {path}")
-        data = json.loads(path.read_text())
-        if data.get("transcript_type") not in (None, "EVM"):
-            raise ChainError(f"{path}: proof transcript is {data['transcript_type']}, the EVM verifier needs 'EVM'")
-        hexp = data.get("hex_proof") or "0x" + bytes(data["proof"]).hex()
-        proofs.append(hexp if hexp.startswith("0x") else "0x" + hexp)
-        instances.append(tuple(felt_to_uint(f) for col in data["instances"] for f in col))
+        pf = proofsystem.get().read_proof(path)
+        if pf.transcript not in (None, "evm"):
+            raise ChainError(f"{path}: proof transcript is {pf.transcript}, the EVM verifier needs 'evm'")
+        proofs.append("0x" + pf.proof.hex())
+        instances.append(tuple(felt_to_uint(f) for col in pf.instances for f in col))
     jid = job_id if job_id is not None else default_job_id(run)
     key = registry_model_id(model_spec(run))
     return Submission(hex32(job_id_bytes(jid)), key, tuple(proofs), tuple(instances))

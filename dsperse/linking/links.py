@@ -15,6 +15,7 @@ from dsperse.artifacts import Circuit, Edge
 from dsperse.errors import LinkError
 from dsperse.linking import layout as layout_mod
 from dsperse.linking.layout import CommittedTensor
+from dsperse.proofsystem import ProofFile
 from dsperse.util import storage
 
 
@@ -26,10 +27,6 @@ class Link:
     producer_offset: int
     consumer_offset: int
     length: int
-
-
-def proof_bytes(proof: dict) -> bytes:
-    return bytes.fromhex(proof["hex_proof"].removeprefix("0x"))
 
 
 def circuit_layout(c: Circuit) -> tuple[CommittedTensor, ...]:
@@ -58,10 +55,10 @@ def links(circuits: Sequence[Circuit], edges: Sequence[Edge]) -> list[Link]:
     return out
 
 
-def check_links(proofs: Sequence[dict], circuits: Sequence[Circuit], edges: Sequence[Edge] | None = None) -> None:
+def check_links(proofs: Sequence[ProofFile], circuits: Sequence[Circuit], edges: Sequence[Edge] | None = None) -> None:
     """Raise LinkError at the first edge whose commitments differ on any column (``edges``: default a chain)."""
     edges = chain_edges(circuits) if edges is None else edges
-    raw = {c.slice_index: proof_bytes(p) for c, p in zip(circuits, proofs)}
+    raw = {c.slice_index: p.proof for c, p in zip(circuits, proofs)}
     for ln in links(circuits, edges):
         e = ln.edge
         got = raw[e.producer][ln.producer_offset : ln.producer_offset + ln.length]

@@ -8,6 +8,7 @@ import numpy as np
 
 from dsperse import proofsystem
 from dsperse.artifacts import Circuit, Receipt, SliceProof
+from dsperse.proofsystem import ProofFile
 from dsperse.util import storage
 
 
@@ -44,18 +45,18 @@ def input_instances(values: np.ndarray, scale: int, visibility: str = "public") 
     return felts
 
 
-def public_io(proofs: Sequence[dict], circuits: Sequence[Circuit], n_in: int, n_out: int) -> tuple[list[str], list[str]]:
+def public_io(proofs: Sequence[ProofFile], circuits: Sequence[Circuit], n_in: int, n_out: int) -> tuple[list[str], list[str]]:
     """Input felts (slice 0's public instances: the input, or its hash) and output felts (the last slice's), as
     the proofs state them."""
-    first = proofs[0]["instances"][0]
-    last = proofs[-1]["instances"][0]
+    first = proofs[0].instances[0]
+    last = proofs[-1].instances[0]
     inputs = list(first[: input_instance_count(circuits[0], n_in)])
     outputs = list(last[len(last) - n_out :]) if circuits[-1].output_visibility == "public" else []
     return inputs, outputs
 
 
 def make_receipt(
-    proofs: Sequence[dict],
+    proofs: Sequence[ProofFile],
     records: Sequence[SliceProof],
     circuits: Sequence[Circuit],
     input_shape: Sequence[int],

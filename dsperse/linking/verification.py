@@ -176,8 +176,7 @@ def _hashed_input_felts(run: Run, hash_felts: Sequence[str], expected_input) -> 
     witness, accepted only if its Poseidon hash is the one the proof states."""
     if expected_input is not None:
         return quantize_input(np.asarray(expected_input), run.circuits[0].input_scale)
-    w = storage.read_json(Path(run.witnesses[0].path))
-    felts = [f for t in w.get("inputs", []) for f in t]
+    felts = [f for t in proofsystem.get().read_witness(run.witnesses[0].path).inputs for f in t]
     if proofsystem.get().poseidon_hash(felts) != list(hash_felts):
         raise VerificationError("slice 0's witness input does not hash to the input hash its proof states")
     return felts

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, Union, runtime_checkable
 
@@ -38,6 +39,35 @@ DEFAULT = "ezkl"
 
 class ProofSystemError(DsperseError):
     """Raised when the asked-for proof system is unknown or cannot be used here (not installed, wrong version)."""
+
+
+Felts = tuple[tuple[str, ...], ...]
+"""Field elements as the backend writes them (hex strings), one tuple per tensor or instance column."""
+
+
+@dataclass(frozen=True)
+class ProofFile:
+    """What the stages read from a proof file: the proof bytes the linker and the EVM verifier see, and its
+    public instances."""
+
+    path: Path
+    proof: bytes
+    instances: Felts
+    """Per column; column 0 holds a slice's public input, then its public output."""
+    transcript: str | None
+    """"evm" or "poseidon" (lower case), None when the file does not say."""
+
+
+@dataclass(frozen=True)
+class WitnessFile:
+    """What the stages read from a witness file: the slice's inputs and outputs, and its boundary commitments."""
+
+    path: Path
+    inputs: Felts
+    outputs: Felts
+    input_commitment: str | None
+    output_commitment: str | None
+    """The first polynomial commitment of the committed inputs / outputs (hex), None when not committed."""
 
 
 @runtime_checkable
@@ -102,8 +132,16 @@ class ProofSystem(Protocol):
 
     def prove(self, witness: PathLike, compiled: PathLike, pk: PathLike, out: PathLike, srs: PathLike, *,
               proof_type: str = "single", error: type[DsperseError] = ProofError, context: str = "") -> None:  # fmt: skip
-        """Write a proof (JSON: ``instances``, ``hex_proof``, ...). ``proof_type="for-aggr"`` for an inner proof
-        of an aggregate."""
+        """Write a proof file (read it back with :meth:`read_proof`). ``proof_type="for-aggr"`` for an inner
+        proof of an aggregate."""
+        ...
+
+    def read_proof(self, path: PathLike) -> ProofFile:
+        """Parse a proof file this system wrote; MissingArtifactError if absent, ProofError if unreadable."""
+        ...
+
+    def read_witness(self, path: PathLike) -> WitnessFile:
+        """Parse a witness file this system wrote; MissingArtifactError if absent, ProofError if unreadable."""
         ...
 
     def verify(self, proof: PathLike, settings: PathLike, vk: PathLike, srs: PathLike, *,
@@ -306,6 +344,6 @@ def child_exit(work: Callable[[], Any]) -> None:
 
 
 __all__ = [
-    "DEFAULT", "ProofSystem", "ProofSystemError", "available", "cache_tag", "child_exit", "get", "known", "quiet_logs", "reason",
-    "register", "run_child", "short", "silenced", "unregister",
+    "DEFAULT", "Felts", "ProofFile", "ProofSystem", "ProofSystemError", "WitnessFile", "available", "cache_tag", "child_exit",
+    "get", "known", "quiet_logs", "reason", "register", "run_child", "short", "silenced", "unregister",
 ]  # fmt: skip

@@ -8,12 +8,23 @@ time, so a test may monkeypatch ``ezkl.gen_settings`` and the like.
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import ezkl
 
-from dsperse.errors import AggregationError, ChainError, CircuitError, DsperseError, ProofError, SRSError, VerificationError
-from dsperse.proofsystem import PathLike, short, silenced
+from dsperse.errors import (
+    AggregationError,
+    ChainError,
+    CircuitError,
+    DsperseError,
+    MissingArtifactError,
+    ProofError,
+    SRSError,
+    VerificationError,
+)
+from dsperse.proofsystem import Felts, PathLike, ProofFile, WitnessFile, short, silenced
 
 T = TypeVar("T")
 
@@ -71,6 +82,30 @@ def _s(p: PathLike | None) -> str | None:
     return None if p is None else str(p)
 
 
+def _read_json(path, what: str) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise MissingArtifactError(what, p)
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProofError(f"{p}: {what} file is not valid JSON ({short(exc)})") from exc
+    if not isinstance(d, dict):
+        raise ProofError(f"{p}: {what} file holds a {type(d).__name__}, not an object")
+    return d
+
+
+def _felts(columns) -> Felts:
+    return tuple(tuple(str(f) for f in col) for col in columns)
+
+
+def _commitment(processed) -> str | None:
+    """The first KZG commitment EZKL put in ``processed_inputs`` / ``processed_outputs`` (None: not committed)."""
+    if processed and processed.get("polycommit"):
+        return processed["polycommit"][0][0]
+    return None
+
+
 class EzklProofSystem:
     """EZKL 22.3.0 through its Python bindings. Stateless: construct freely."""
 
@@ -126,6 +161,26 @@ class EzklProofSystem:
 
     def prove(self, witness, compiled, pk, out, srs, *, proof_type="single", error=ProofError, context="") -> None:
         call(_stage("prove", context), error, ezkl.prove, str(witness), str(compiled), str(pk), str(out), proof_type, str(srs))
+
+    def read_proof(self, path) -> ProofFile:
+        """EZKL's proof JSON: ``hex_proof`` (or the byte list ``proof``), ``instances``, ``transcript_type``."""
+        d = _read_json(path, "proof")
+        try:
+            hexp = d.get("hex_proof") or bytes(d["proof"]).hex()
+            transcript = d.get("transcript_type")
+            return ProofFile(Path(path), bytes.fromhex(hexp.removeprefix("0x")), _felts(d["instances"]),
+                             str(transcript).lower() if transcript is not None else None)  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProofError(f"{path}: not an EZKL proof ({type(exc).__name__}: {short(exc)})") from exc
+
+    def read_witness(self, path) -> WitnessFile:
+        """EZKL's witness JSON: ``inputs``/``outputs`` felts, ``processed_*.polycommit`` commitments."""
+        d = _read_json(path, "witness")
+        try:
+            return WitnessFile(Path(path), _felts(d.get("inputs") or []), _felts(d.get("outputs") or []),
+                               _commitment(d.get("processed_inputs")), _commitment(d.get("processed_outputs")))  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ProofError(f"{path}: not an EZKL witness ({type(exc).__name__}: {short(exc)})") from exc
 
     def verify(self, proof, settings, vk, srs, *, error=VerificationError, context="") -> bool:
         return bool(_mapped(_stage("verify", context), error, ezkl.verify, str(proof), str(settings), str(vk), str(srs)))

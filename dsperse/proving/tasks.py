@@ -6,7 +6,6 @@ independent call that takes only paths: any process or Ray actor can make it.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -19,6 +18,7 @@ import numpy as np
 from dsperse import proofsystem
 from dsperse.artifacts import Circuit, SliceProof, Witness
 from dsperse.errors import MissingArtifactError, ProofError
+from dsperse.proofsystem import ProofFile
 from dsperse.util import storage
 
 
@@ -39,14 +39,8 @@ def generate_witness(circuit: Circuit, values: Sequence, out: Path) -> Witness:
 
 
 def witness_record(index: int, path: Path) -> Witness:
-    w = storage.read_json(path)
-    return Witness(index, Path(path), _commit(w.get("processed_inputs")), _commit(w.get("processed_outputs")))
-
-
-def _commit(processed) -> str | None:
-    if processed and processed.get("polycommit"):
-        return processed["polycommit"][0][0]
-    return None
+    w = proofsystem.get().read_witness(path)
+    return Witness(index, Path(path), w.input_commitment, w.output_commitment)
 
 
 def witness_outputs(path: Path) -> list[str]:
@@ -56,7 +50,7 @@ def witness_outputs(path: Path) -> list[str]:
 
 def witness_output_tensors(path: Path) -> list[list[str]]:
     """One list of field elements per output of the slice, in output order."""
-    return [list(tensor) for tensor in storage.read_json(path)["outputs"]]
+    return [list(tensor) for tensor in proofsystem.get().read_witness(path).outputs]
 
 
 @dataclass(frozen=True)
@@ -100,10 +94,6 @@ def quantize_input(values: np.ndarray, scale: int) -> list[str]:
     return [ps.float_to_felt(float(v), scale) for v in np.asarray(values, np.float64).flatten()]
 
 
-def read_proof(path: Path) -> dict:
-    if not Path(path).exists():
-        raise MissingArtifactError("proof", path)
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ProofError(f"{path}: proof file is not valid JSON ({exc})") from exc
+def read_proof(path: Path) -> ProofFile:
+    """The proof bytes and public instances of a slice proof (the proof system parses its own format)."""
+    return proofsystem.get().read_proof(path)

@@ -45,7 +45,7 @@ def witness_output_felts(circuits: Sequence[SliceCircuit], inputs: Sequence[floa
             storage.write_json(data, {"input_data": [values]})
             vk, srs = (c.vk, c.srs or None) if c.vk is not None else (None, None)
             ps.gen_witness(data, c.compiled, out, vk, srs, error=ProofError, context=f"re-execution, slice {i}")
-            values = [f for tensor in storage.read_json(out)["outputs"] for f in tensor]
+            values = [f for tensor in ps.read_witness(out).outputs for f in tensor]
         return list(values)
 
 

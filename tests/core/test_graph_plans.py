@@ -17,9 +17,9 @@ from dsperse.slicing import sizing
 from dsperse.util import storage
 from dsperse.artifacts import Run, SliceProof
 from dsperse.errors import AggregationError, LinkError, SlicingError
-from dsperse.linking.links import links, proof_bytes
+from dsperse.linking.links import links
 from dsperse.slicing.model import load_model
-from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, witness_output_tensors
+from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, read_proof, witness_output_tensors
 from dsperse.slicing.chain import _node_cost, reference_model_output, reference_tensors
 from dsperse.slicing.tiling import tile_model
 
@@ -221,8 +221,8 @@ def test_multi_column_boundary_with_last_element_tampered_is_rejected(wide_run, 
     A check of the first 64 bytes (the old link) would accept this proof.
     """
     forged = _reprove_on_other_input(wide_run, 1, tmp_path, which=-1)
-    raw0 = proof_bytes(json.loads(Path(wide_run.proofs[0].path).read_text()))
-    raw1 = proof_bytes(json.loads(forged.read_text()))
+    raw0 = read_proof(wide_run.proofs[0].path).proof
+    raw1 = read_proof(forged).proof
     assert raw0[0:64] == raw1[0:64] and raw0[64:128] != raw1[64:128]
     with pytest.raises(LinkError, match="column 1 of 2"):
         dsperse.verify(_swap_proof(wide_run, 1, forged, tmp_path))

@@ -12,7 +12,7 @@ import pytest
 
 import dsperse
 from dsperse import proofsystem
-from dsperse.errors import DsperseError, ProofError, VerificationError
+from dsperse.errors import DsperseError, MissingArtifactError, ProofError, VerificationError
 from dsperse.proofsystem import ProofSystem, ProofSystemError
 
 PACKAGE = Path(dsperse.__file__).resolve().parent
@@ -177,10 +177,15 @@ def test_round_trip_witness_prove_verify_and_a_tampered_proof(mlp_circuits, mlp_
     data = tmp_path / "in.json"
     data.write_text(json.dumps({"input_data": [mlp_input.flatten().tolist()]}))
     ps.gen_witness(data, c.compiled, tmp_path / "w.json", c.vk, c.srs, context="slice 0")
-    w = json.loads((tmp_path / "w.json").read_text())
-    assert w["inputs"][0] == [ps.float_to_felt(float(v), c.input_scale) for v in mlp_input.flatten()]
+    w = ps.read_witness(tmp_path / "w.json")
+    assert list(w.inputs[0]) == [ps.float_to_felt(float(v), c.input_scale) for v in mlp_input.flatten()]
+    assert w.input_commitment is None and w.output_commitment is not None  # public input, committed output
+    assert len(w.outputs) == 1 and len(w.outputs[0]) == 8
     ps.prove(tmp_path / "w.json", c.compiled, c.pk, tmp_path / "p.json", c.srs)
     assert ps.verify(tmp_path / "p.json", c.settings, c.vk, c.srs) is True
+    pf = ps.read_proof(tmp_path / "p.json")
+    assert pf.transcript == "evm" and pf.instances[0][: len(w.inputs[0])] == w.inputs[0]
+    assert pf.proof[c.layout[0].offset : c.layout[0].offset + 64]  # the committed output's first column sits there
     assert ps.commitment_layout(json.loads(Path(c.settings).read_text())) == c.layout
 
     proof = json.loads((tmp_path / "p.json").read_text())
@@ -194,3 +199,22 @@ def test_round_trip_witness_prove_verify_and_a_tampered_proof(mlp_circuits, mlp_
         assert str(exc).startswith("EZKL verify (slice 0) failed: ") and proofsystem.reason(exc)
     else:
         assert ok is False
+
+
+def test_reading_a_missing_or_foreign_proof_or_witness_names_the_problem(tmp_path):
+    ps = proofsystem.get()
+    with pytest.raises(MissingArtifactError):
+        ps.read_proof(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "other.json").write_text(json.dumps({"hex_proof": "0xzz", "instances": []}))
+    for name, says in (("bad.json", "not valid JSON"), ("list.json", "holds a list"), ("other.json", "not an EZKL proof")):
+        with pytest.raises(ProofError, match=says):
+            ps.read_proof(tmp_path / name)
+    with pytest.raises(ProofError, match="not an EZKL witness"):
+        ps.read_witness(_write(tmp_path / "w.json", {"outputs": 3}))
+
+
+def _write(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path

@@ -13,8 +13,8 @@ import dsperse
 from dsperse.util import storage
 from dsperse.artifacts import Run, SliceProof
 from dsperse.errors import LinkError, VerificationError
-from dsperse.linking.links import links, proof_bytes
-from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, witness_outputs
+from dsperse.linking.links import links
+from dsperse.proving.tasks import ProveTask, generate_witness, prove_slice, read_proof, witness_outputs
 from dsperse.slicing.chain import reference_model_output
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_three_slices_prove_verify_and_match_onnxruntime(mlp_run, mlp_input, zoo
 
 
 def test_boundary_commitments_line_up(mlp_run):
-    raw = [proof_bytes(json.loads(p.path.read_text())) for p in mlp_run.proofs]
+    raw = [read_proof(p.path).proof for p in mlp_run.proofs]
     ls = links(mlp_run.circuits, mlp_run.plan.edges)
     assert [(ln.producer_offset, ln.consumer_offset, ln.length) for ln in ls] == [(0, 0, 64), (64, 0, 64)]
     for ln in ls:
