@@ -226,6 +226,20 @@ class DsperseConfig:
         return {name: _plain(dataclasses.asdict(getattr(self, name))) for name in SECTIONS}
 
 
+def resolve(config: "DsperseConfig | CircuitConfig | Mapping | None" = None) -> DsperseConfig:
+    """The whole tree for an SDK call's ``config=``: None -> :meth:`DsperseConfig.from_env`; a bare CircuitConfig
+    becomes its ``circuit`` section (the rest from the environment); a mapping is ``from_dict`` over the environment."""
+    if config is None:
+        return DsperseConfig.from_env()
+    if isinstance(config, DsperseConfig):
+        return config
+    if isinstance(config, CircuitConfig):
+        return dataclasses.replace(DsperseConfig.from_env(), circuit=config)
+    if isinstance(config, Mapping):
+        return DsperseConfig.from_dict(config)
+    raise ConfigError(f"config= takes a DsperseConfig, a CircuitConfig or a mapping of sections, not {type(config).__name__}")
+
+
 SECTIONS = tuple(f.name for f in dataclasses.fields(DsperseConfig))
 SECTION_TYPES: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(DsperseConfig)}  # type: ignore[misc]
 

@@ -39,11 +39,11 @@ import pyarrow.parquet as pq
 from dsperse.artifacts import Circuit, Run, SlicePlan
 from dsperse.circuits.build import compile_plan
 from dsperse.config import CircuitConfig, DsperseConfig, ProverConfig
+from dsperse.config import resolve as resolve_config
 from dsperse.distributed.backend import RayBackend
 from dsperse.distributed.cluster import connect
 from dsperse.errors import DsperseError, InputShapeError, VerificationError
 from dsperse.linking.verification import verify
-from dsperse.proving.run import resolve_config
 from dsperse.proving.runs import Manifest, Pipeline, RunState, input_digest
 from dsperse.slicing.model import coerce_input
 from dsperse.tools import ledger as ledger_mod

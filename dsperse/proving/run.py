@@ -18,6 +18,7 @@ import numpy as np
 from dsperse.artifacts import Circuit, Run, SlicePlan, SliceProof
 from dsperse.circuits.build import compile_plan
 from dsperse.config import CircuitConfig, DsperseConfig, ProverConfig
+from dsperse.config import resolve as resolve_config
 from dsperse.errors import DsperseError, InputDataError, MissingArtifactError
 from dsperse.proving.backends import LocalBackend, ProverBackend
 from dsperse.proving.runs import (  # noqa: F401 - re-exported: their home before dsperse.proving.runs
@@ -83,20 +84,6 @@ def _array(value, source="input") -> np.ndarray:
 
 def _is_flat_numbers(xs) -> bool:
     return all(isinstance(x, (int, float)) for x in xs)
-
-
-def resolve_config(config: "DsperseConfig | CircuitConfig | Mapping | None" = None) -> DsperseConfig:
-    """The whole config tree for ``config``: None -> ``DsperseConfig.from_env()``; a bare CircuitConfig becomes its
-    ``circuit`` section (the rest from the environment); a mapping is ``DsperseConfig.from_dict`` over the environment."""
-    if config is None:
-        return DsperseConfig.from_env()
-    if isinstance(config, DsperseConfig):
-        return config
-    if isinstance(config, CircuitConfig):
-        return dataclasses.replace(DsperseConfig.from_env(), circuit=config)
-    if isinstance(config, Mapping):
-        return DsperseConfig.from_dict(config)
-    raise DsperseError(f"config= takes a DsperseConfig, a CircuitConfig or a mapping of sections, not {type(config).__name__}")
 
 
 class ProveOptions(TypedDict, total=False):

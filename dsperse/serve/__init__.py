@@ -74,7 +74,7 @@ def app(
     if missing := missing_dependencies():
         raise DsperseError(f"dsperse serve needs Ray Serve ({', '.join(missing)} not found): pip install 'dsperse-ray[serve]'")
     from ..circuits.build import compile_plan
-    from ..proving.run import resolve_config
+    from ..config import resolve as resolve_config
     from .service import DsperseService, ServeSpec
 
     cfg = resolve_config(config)

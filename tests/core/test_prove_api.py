@@ -11,7 +11,7 @@ import pytest
 
 import dsperse
 from dsperse.proving.backends import LocalBackend, ProverBackend
-from dsperse.proving.run import resolve_config
+from dsperse.config import resolve as resolve_config
 
 PKG = Path(dsperse.__file__).parent
 
