@@ -218,3 +218,17 @@ def test_reading_a_missing_or_foreign_proof_or_witness_names_the_problem(tmp_pat
 def _write(path: Path, data) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+def test_evm_calldata_reads_an_evm_transcript_proof_through_the_interface(mlp_run, tmp_path):
+    """The aggregate's calldata reader on a single EVM-transcript proof (the same file format; a real aggregate
+    needs ~20 GB: tests/aggregation, bigmem)."""
+    from dsperse.aggregation.aggregate import evm_calldata
+    from dsperse.chain.encoding import felts_to_uints
+    from dsperse.errors import AggregationError
+
+    pf = proofsystem.get().read_proof(mlp_run.proofs[0].path)
+    pb, inst = evm_calldata(mlp_run.proofs[0].path)
+    assert pb == pf.proof and inst == felts_to_uints(f for col in pf.instances for f in col) and len(pb) > 1000
+    with pytest.raises(AggregationError, match="not found"):
+        evm_calldata(tmp_path / "none.json")
