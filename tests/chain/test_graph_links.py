@@ -116,7 +116,7 @@ def test_multi_column_link_tamper_last_column_reverts_on_chain(chain, wide_model
     tampered = _replace(sub, 0, "0x" + b.hex())
 
     proofs = [read_proof(p.path) for p in wide_run.proofs]
-    proofs[0] = dict(proofs[0], hex_proof="0x" + b.hex())
+    proofs[0] = dataclasses.replace(proofs[0], proof=bytes(b))
     with pytest.raises(LinkError, match="column 1 of 2"):  # off-chain sees the same column
         linking.check_links(proofs, wide_run.circuits, wide_run.plan.edges)
     _reverts(chain, tampered, "link mismatch on edge 0")  # the link check runs before any verifier
