@@ -6,6 +6,7 @@ on disk so a stage can run in another process or on another node.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -56,11 +57,16 @@ def _conforms(value: Any, hint: Any) -> bool:
     return not isinstance(hint, type) or isinstance(value, hint)
 
 
+@functools.cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    """A record class's fields and their resolved annotations, once per class (a plan loads thousands of slices)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {name: hint for name, hint in typing.get_type_hints(cls).items() if name in names}
+
+
 def _check_types(obj: Any, where: str) -> None:
     """Raise TypeError naming the first field of a loaded record (and its nested records) whose type is wrong."""
-    for name, hint in typing.get_type_hints(type(obj)).items():
-        if name not in {f.name for f in dataclasses.fields(obj)}:
-            continue
+    for name, hint in _field_hints(type(obj)).items():
         value = getattr(obj, name)
         if not _conforms(value, hint):
             raise TypeError(f"field {where}.{name} has the wrong type ({type(value).__name__})")
