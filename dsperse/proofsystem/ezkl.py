@@ -8,7 +8,6 @@ time, so a test may monkeypatch ``ezkl.gen_settings`` and the like.
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -25,6 +24,7 @@ from dsperse.errors import (
     VerificationError,
 )
 from dsperse.proofsystem import Felts, PathLike, ProofFile, WitnessFile, short, silenced
+from dsperse.util import storage
 
 T = TypeVar("T")
 
@@ -87,8 +87,8 @@ def _read_json(path, what: str) -> dict:
     if not p.exists():
         raise MissingArtifactError(what, p)
     try:
-        d = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        d = storage.read_json(p)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ProofError(f"{p}: {what} file is not valid JSON ({short(exc)})") from exc
     if not isinstance(d, dict):
         raise ProofError(f"{p}: {what} file holds a {type(d).__name__}, not an object")
